@@ -1,0 +1,8 @@
+"""All routers of the service, in one place."""
+
+from fastapi import APIRouter
+
+from app.api.routes import health
+
+api_router = APIRouter()
+api_router.include_router(health.router)

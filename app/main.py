@@ -1,0 +1,61 @@
+"""The ASGI application: ``app.main:app``; ``create_app(settings)`` for tests and embedding."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app import __version__
+from app.api.errors import install_error_handlers
+from app.api.router import api_router
+from app.core.config import Settings, get_settings
+from app.core.engines import EngineRegistry
+from app.core.logging import configure_logging
+from app.core.middleware import BodyLimitMiddleware, ObservabilityMiddleware
+from app.services.startup import build_engines
+
+DESCRIPTION = """
+Planar homographies as a service.
+
+Conventions (everywhere): points are pixel coordinates `(x, y)`, x to the right, y down, origin at
+the centre of the top-left pixel (OpenCV's). A matrix `dst_H_src` maps homogeneous source points to
+target points, `x_dst ~ H @ x_src`, and is returned with `H[2][2] = 1`. Corner order is
+top-left, top-right, bottom-right, bottom-left.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.torch_threads:
+            import torch
+
+            torch.set_num_threads(settings.torch_threads)
+        build_engines(app.state.engines, settings)
+        yield
+
+    app = FastAPI(
+        title="homography-service",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engines = EngineRegistry()
+    install_error_handlers(app)
+    app.include_router(api_router)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        max_json_bytes=settings.max_json_body_bytes,
+    )
+    app.add_middleware(ObservabilityMiddleware)
+    return app
+
+
+app = create_app()

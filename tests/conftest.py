@@ -1,0 +1,23 @@
+"""Shared fixtures: one app per session, an httpx client against it (lifespan run)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.core.config import Settings
+from app.main import create_app
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return Settings(log_json=False, log_level="warning")
+
+
+@pytest.fixture(scope="session")
+def client(settings: Settings) -> Iterator[TestClient]:
+    """A TestClient (httpx underneath) over the real app, lifespan included."""
+    with TestClient(create_app(settings)) as c:
+        yield c
