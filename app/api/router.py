@@ -2,7 +2,8 @@
 
 from fastapi import APIRouter
 
-from app.api.routes import health
+from app.api.routes import health, solve
 
 api_router = APIRouter()
 api_router.include_router(health.router)
+api_router.include_router(solve.router)

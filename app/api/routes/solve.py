@@ -1,0 +1,231 @@
+"""/solve: homographies from point correspondences, as JSON (small batches) or NPZ (large)."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Literal
+
+import numpy as np
+from fastapi import APIRouter, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from app.api.deps import SettingsDep
+from app.api.errors import InputError
+from app.api.schemas.solve import SolveRequest, SolveResponse
+from app.core.metrics import ITEMS
+from app.geometry.reasons import describe
+from app.services.arrays import ArrayFormatError, dump_npz, load_arrays
+from app.services.solve import (
+    RansacOptions,
+    SolveOutput,
+    solve_least_squares,
+    solve_minimal,
+    solve_robust,
+)
+
+router = APIRouter(tags=["solve"])
+
+NPZ_DOC = """Binary batch path for large batches (1,000,000 items in one request).
+
+Body: a `.npz` with arrays `src` and `dst` of shape (B, 4, 2), or a `.npy` of shape (B, 2, 4, 2)
+(`[:, 0]` source, `[:, 1]` target); float32 or float64 (integers are converted to float64).
+Response: an uncompressed `.npz` with `dst_H_src` (B, 3, 3) in the output dtype (zeros where
+invalid), `valid` (B,) bool and `reason` (B,) uint8 codes (0 ok, see `reason_codes` below), readable
+with `np.load(io.BytesIO(body), allow_pickle=False)`. Headers `X-Count` and `X-Valid-Count`.
+
+Reason codes: 1 non_finite_input, 2 repeated_source_point, 3 collinear_source,
+4 repeated_target_point, 5 collinear_target, 6 h33_near_zero, 7 non_finite_result,
+8 singular_system."""
+
+
+def _check_json_shapes(req: SolveRequest, max_batch: int, settings: SettingsDep) -> None:
+    if len(req.src) != len(req.dst):
+        raise InputError(
+            f"src has {len(req.src)} items but dst has {len(req.dst)}; they must match",
+            field="dst",
+        )
+    if not req.src:
+        raise InputError("src must hold at least one item", field="src")
+    if len(req.src) > max_batch:
+        raise InputError(
+            f"batch of {len(req.src)} items exceeds the JSON limit of {max_batch}; "
+            "send large batches to POST /solve/batch as .npz",
+            field="src",
+        )
+    four_point = req.method in ("aca", "sks") and not req.robust
+    total = 0
+    for i, (s, d) in enumerate(zip(req.src, req.dst, strict=True)):
+        if len(s) != len(d):
+            raise InputError(
+                f"item {i}: src has {len(s)} points but dst has {len(d)}", field=f"dst[{i}]"
+            )
+        if four_point and len(s) != 4:
+            raise InputError(
+                f"item {i}: method {req.method!r} needs exactly 4 points, got {len(s)} "
+                "(use method 'dlt' or robust=true for N > 4)",
+                field=f"src[{i}]",
+            )
+        if len(s) < 4:
+            raise InputError(f"item {i}: at least 4 points needed, got {len(s)}", field=f"src[{i}]")
+        if len(s) > settings.max_points_per_item:
+            raise InputError(
+                f"item {i}: {len(s)} points exceeds the limit of {settings.max_points_per_item}",
+                field=f"src[{i}]",
+            )
+        total += len(s)
+    if not four_point and total > settings.max_robust_work:
+        raise InputError(
+            f"{total} points in all exceeds the limit of {settings.max_robust_work} for "
+            "least-squares/robust requests",
+            field="src",
+        )
+
+
+def _run_json(req: SolveRequest) -> SolveOutput:
+    dtype = np.float32 if req.dtype == "float32" else np.float64
+    if req.robust:
+        opts = RansacOptions(**req.ransac.model_dump())
+        src = [np.asarray(s, dtype=np.float64) for s in req.src]
+        dst = [np.asarray(d, dtype=np.float64) for d in req.dst]
+        return solve_robust(src, dst, opts, req.normalize)
+    if req.method == "dlt":
+        src = [np.asarray(s, dtype=np.float64) for s in req.src]
+        dst = [np.asarray(d, dtype=np.float64) for d in req.dst]
+        return solve_least_squares(src, dst, req.normalize)
+    src_a = np.asarray(req.src, dtype=np.float64)
+    dst_a = np.asarray(req.dst, dtype=np.float64)
+    return solve_minimal(src_a, dst_a, req.method, req.normalize, dtype)
+
+
+@router.post(
+    "/solve",
+    response_model=SolveResponse,
+    summary="Homographies from point correspondences (JSON)",
+    responses={
+        413: {"description": "Body over the size limit"},
+        422: {"description": "Wrong shapes, too few points, non-numeric values, batch too large"},
+    },
+)
+async def solve(req: SolveRequest, settings: SettingsDep) -> SolveResponse:
+    """Solve B items at once. ``aca`` (default) and ``sks`` are exact 4-point solvers; ``dlt`` is
+    the normalised least-squares fit for N >= 4; ``robust`` runs RANSAC (ACA hypotheses, MSAC
+    score, seedable) and refits the inliers. Degenerate items come back with ``valid: false``,
+    ``dst_H_src: null`` and a ``reason``; the rest of the batch is still solved."""
+    _check_json_shapes(req, settings.max_solve_json_batch, settings)
+    start = time.perf_counter()
+    out = await run_in_threadpool(_run_json, req)
+    elapsed = (time.perf_counter() - start) * 1e3
+    ITEMS.labels("solve").inc(len(req.src))
+    valid = out.valid
+    H = out.dst_H_src.astype(np.float64).tolist()
+    resp = SolveResponse(
+        method=req.method,
+        robust=req.robust,
+        count=len(req.src),
+        valid_count=int(valid.sum()),
+        dst_H_src=[h if v else None for h, v in zip(H, valid.tolist(), strict=True)],
+        valid=valid.tolist(),
+        reason=describe(out.reason),
+        elapsed_ms=round(elapsed, 3),
+    )
+    if out.inliers is not None:
+        resp.inliers = [m.tolist() for m in out.inliers]
+        resp.num_inliers = [int(m.sum()) for m in out.inliers]
+        resp.rms_error = [
+            float(e) if v else None for e, v in zip(out.rms_error, valid.tolist(), strict=True)
+        ]
+    return resp
+
+
+def _arrays_from_body(body: bytes, max_batch: int, max_bytes: int) -> tuple[np.ndarray, ...]:
+    try:
+        arrays = load_arrays(body, max_uncompressed=max_bytes)
+    except ArrayFormatError as exc:
+        raise InputError(str(exc), status=400, field="body") from exc
+    if "array" in arrays:
+        a = arrays["array"]
+        if a.ndim != 4 or a.shape[1:] != (2, 4, 2):
+            raise InputError(
+                f"a .npy body must have shape (B, 2, 4, 2), got {a.shape}", 422, "body"
+            )
+        src, dst = a[:, 0], a[:, 1]
+    else:
+        missing = {"src", "dst"} - arrays.keys()
+        if missing:
+            raise InputError(
+                f".npz body lacks array(s) {sorted(missing)}; found {sorted(arrays)}", 422, "body"
+            )
+        src, dst = arrays["src"], arrays["dst"]
+        for name, a in (("src", src), ("dst", dst)):
+            if a.ndim != 3 or a.shape[1:] != (4, 2):
+                raise InputError(f"{name} must have shape (B, 4, 2), got {a.shape}", 422, name)
+        if src.shape != dst.shape:
+            raise InputError(f"src {src.shape} and dst {dst.shape} differ in shape", 422, "dst")
+    for name, a in (("src", src), ("dst", dst)):
+        if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+            raise InputError(
+                f"{name} must be float32/float64 (or integer), got {a.dtype}", 422, name
+            )
+    if src.shape[0] == 0:
+        raise InputError("the batch is empty", 422, "src")
+    if src.shape[0] > max_batch:
+        raise InputError(
+            f"batch of {src.shape[0]} items exceeds the limit of {max_batch}", 413, "src"
+        )
+    return src, dst
+
+
+@router.post(
+    "/solve/batch",
+    summary="Homographies for large batches (binary .npz/.npy in and out)",
+    description=NPZ_DOC,
+    response_class=Response,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                "application/x-npz": {"schema": {"type": "string", "format": "binary"}},
+                "application/x-npy": {"schema": {"type": "string", "format": "binary"}},
+            },
+        }
+    },
+    responses={
+        200: {
+            "content": {"application/x-npz": {"schema": {"type": "string", "format": "binary"}}},
+            "description": "NPZ with dst_H_src, valid, reason",
+        },
+        400: {"description": "Body is not a .npy/.npz"},
+        413: {"description": "Body or batch over the limit"},
+        422: {"description": "Wrong array names, shapes or dtypes"},
+    },
+)
+async def solve_batch(
+    request: Request,
+    settings: SettingsDep,
+    method: Annotated[Literal["aca", "sks"], Query()] = "aca",
+    normalize: Annotated[Literal["h33", "frobenius"], Query()] = "h33",
+    dtype: Annotated[
+        Literal["input", "float64", "float32"], Query(description="Output dtype.")
+    ] = "input",
+) -> Response:
+    body = await request.body()
+    src, dst = _arrays_from_body(body, settings.max_solve_batch, settings.max_body_bytes)
+    if dtype == "input":
+        out_dtype = np.float32 if src.dtype == np.float32 else np.float64
+    else:
+        out_dtype = np.float32 if dtype == "float32" else np.float64
+
+    def work() -> tuple[bytes, int]:
+        out = solve_minimal(src, dst, method, normalize, out_dtype)
+        valid = out.valid
+        arrays = {"dst_H_src": out.dst_H_src, "valid": valid, "reason": out.reason}
+        return dump_npz(arrays), int(valid.sum())
+
+    payload, valid_count = await run_in_threadpool(work)
+    ITEMS.labels("solve").inc(src.shape[0])
+    return Response(
+        content=payload,
+        media_type="application/x-npz",
+        headers={"X-Count": str(src.shape[0]), "X-Valid-Count": str(valid_count)},
+    )

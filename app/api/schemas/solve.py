@@ -1,0 +1,64 @@
+"""Request and response models of /solve."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Point = tuple[float, float]
+Matrix3 = tuple[tuple[float, float, float], tuple[float, float, float], tuple[float, float, float]]
+
+
+class RansacParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    threshold: float = Field(3.0, gt=0, le=1e4, description="Inlier transfer error, pixels.")
+    confidence: float = Field(0.999, gt=0, lt=1)
+    max_iters: int = Field(2000, ge=1, le=100_000)
+    seed: int | None = Field(0, ge=0, description="Same seed, same answer. null: random.")
+
+
+class SolveRequest(BaseModel):
+    """B items of corresponding points. ``aca``/``sks`` take exactly 4 points per item; ``dlt``
+    and ``robust`` take N >= 4 (N may differ between items)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "method": "aca",
+                    "src": [[[0, 0], [127, 0], [127, 127], [0, 127]]],
+                    "dst": [[[3.5, -2.0], [130.0, 4.0], [120.5, 131.0], [-6.0, 125.0]]],
+                }
+            ]
+        },
+    )
+
+    src: list[list[Point]] = Field(..., description="(B, N, 2) source points (x, y), pixels.")
+    dst: list[list[Point]] = Field(..., description="(B, N, 2) target points, same order.")
+    method: Literal["aca", "sks", "dlt"] = "aca"
+    robust: bool = Field(False, description="RANSAC with the ACA minimal solver, then LS refit.")
+    normalize: Literal["h33", "frobenius"] = "h33"
+    dtype: Literal["float64", "float32"] = "float64"
+    ransac: RansacParams = Field(default_factory=RansacParams)
+
+
+class SolveResponse(BaseModel):
+    """Columnar per-item results: ``dst_H_src[i]`` maps item i's src points onto its dst points
+    (null when invalid; ``reason[i]`` then says why)."""
+
+    method: str
+    robust: bool
+    count: int
+    valid_count: int
+    dst_H_src: list[Matrix3 | None]
+    valid: list[bool]
+    reason: list[str | None]
+    num_inliers: list[int] | None = None
+    inliers: list[list[bool]] | None = None
+    rms_error: list[float | None] | None = Field(
+        None, description="RMS transfer error of each item's inliers, pixels."
+    )
+    elapsed_ms: float

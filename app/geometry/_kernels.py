@@ -1,0 +1,401 @@
+"""Numba CPU kernels behind ``app.geometry.four_point`` and ``app.geometry.ransac``.
+
+Each kernel reads float32 or float64 inputs, computes in float64 (no overflow for pixel
+coordinates, no precision loss in float32 mode) and writes outputs in the input dtype. They are
+parallel over the batch; the Python wrappers own validation, allocation and dtype handling.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+# Reason codes (mirrors app.geometry.reasons.Reason; numba needs plain ints)
+OK = 0
+NON_FINITE_INPUT = 1
+REPEATED_SOURCE_POINT = 2
+COLLINEAR_SOURCE = 3
+REPEATED_TARGET_POINT = 4
+COLLINEAR_TARGET = 5
+H33_NEAR_ZERO = 6
+NON_FINITE_RESULT = 7
+SINGULAR_SYSTEM = 8
+
+_NB = {"cache": True, "nogil": True, "fastmath": False, "error_model": "numpy"}
+
+
+@nb.njit(inline="always", **_NB)
+def _cross(ax, ay, bx, by):
+    return ax * by - ay * bx
+
+
+@nb.njit(inline="always", **_NB)
+def _check_quad(x0, y0, x1, y1, x2, y2, x3, y3, tol2):
+    """0 if the four points are in general position, 1 if two coincide, 2 if three are collinear
+    (tests are scale-free: squared sines against tol2)."""
+    d01 = (x1 - x0) ** 2 + (y1 - y0) ** 2
+    d02 = (x2 - x0) ** 2 + (y2 - y0) ** 2
+    d03 = (x3 - x0) ** 2 + (y3 - y0) ** 2
+    d12 = (x2 - x1) ** 2 + (y2 - y1) ** 2
+    d13 = (x3 - x1) ** 2 + (y3 - y1) ** 2
+    d23 = (x3 - x2) ** 2 + (y3 - y2) ** 2
+    dmax = max(d01, d02, d03, d12, d13, d23)
+    dmin = min(d01, d02, d03, d12, d13, d23)
+    if dmin <= tol2 * dmax or dmax == 0.0:
+        return 1
+    # the four triples; each cross product is tested against the product of its two lengths
+    c012 = _cross(x1 - x0, y1 - y0, x2 - x0, y2 - y0)
+    c013 = _cross(x1 - x0, y1 - y0, x3 - x0, y3 - y0)
+    c023 = _cross(x2 - x0, y2 - y0, x3 - x0, y3 - y0)
+    c123 = _cross(x2 - x1, y2 - y1, x3 - x1, y3 - y1)
+    if (
+        c012 * c012 <= tol2 * d01 * d02
+        or c013 * c013 <= tol2 * d01 * d03
+        or c023 * c023 <= tol2 * d02 * d03
+        or c123 * c123 <= tol2 * d12 * d13
+    ):
+        return 2
+    return 0
+
+
+@nb.njit(inline="always", **_NB)
+def _aca(sx0, sy0, sx1, sy1, sx2, sy2, sx3, sy3, tx0, ty0, tx1, ty1, tx2, ty2, tx3, ty3):
+    """ACA, H = A2^-1 C A1 up to scale, with M, N, P, Q = points 0, 1, 2, 3. No division."""
+    # source affine frame (M1; n, p), fourth point in it: (x3 : y3 : f1)
+    nx, ny = sx1 - sx0, sy1 - sy0
+    px, py = sx2 - sx0, sy2 - sy0
+    qx, qy = sx3 - sx0, sy3 - sy0
+    f1 = nx * py - ny * px
+    a3 = qx * py - qy * px
+    b3 = nx * qy - ny * qx
+    # target
+    nx2, ny2 = tx1 - tx0, ty1 - ty0
+    px2, py2 = tx2 - tx0, ty2 - ty0
+    qx2, qy2 = tx3 - tx0, ty3 - ty0
+    f2 = nx2 * py2 - ny2 * px2
+    a4 = qx2 * py2 - qy2 * px2
+    b4 = nx2 * qy2 - ny2 * qx2
+    # core
+    w1 = f1 - a3 - b3
+    c11 = b3 * a4 * w1
+    c22 = a3 * b4 * w1
+    c33 = a3 * b3 * (f2 - a4 - b4)
+    # G = A2^-1 C: columns c11 N2 - c33 M2, c22 P2 - c33 M2, c33 M2 (homogeneous)
+    g00 = c11 * tx1 - c33 * tx0
+    g10 = c11 * ty1 - c33 * ty0
+    g20 = c11 - c33
+    g01 = c22 * tx2 - c33 * tx0
+    g11 = c22 * ty2 - c33 * ty0
+    g21 = c22 - c33
+    g02 = c33 * tx0
+    g12 = c33 * ty0
+    g22 = c33
+    # A1 = [[py, -px, ta], [-ny, nx, tb], [0, 0, f1]]
+    ta = px * sy0 - py * sx0
+    tb = ny * sx0 - nx * sy0
+    h00 = g00 * py - g01 * ny
+    h01 = g01 * nx - g00 * px
+    h02 = g00 * ta + g01 * tb + g02 * f1
+    h10 = g10 * py - g11 * ny
+    h11 = g11 * nx - g10 * px
+    h12 = g10 * ta + g11 * tb + g12 * f1
+    h20 = g20 * py - g21 * ny
+    h21 = g21 * nx - g20 * px
+    h22 = g20 * ta + g21 * tb + g22 * f1
+    return h00, h01, h02, h10, h11, h12, h20, h21, h22
+
+
+@nb.njit(inline="always", **_NB)
+def _sks(sx0, sy0, sx1, sy1, sx2, sy2, sx3, sy3, tx0, ty0, tx1, ty1, tx2, ty2, tx3, ty3):
+    """SKS, H = S2^-1 K S1 up to scale; returns (ok, h00..h22)."""
+    # S1 (up to the scale |h1|^2): similarity sending M1, N1 to (-1, 0), (1, 0)
+    ox, oy = 0.5 * (sx0 + sx1), 0.5 * (sy0 + sy1)
+    hx, hy = 0.5 * (sx1 - sx0), 0.5 * (sy1 - sy0)
+    w = hx * hx + hy * hy
+    # P1, Q1 in the normalised frame: (x, y, w)
+    xp = hx * (sx2 - ox) + hy * (sy2 - oy)
+    yp = hx * (sy2 - oy) - hy * (sx2 - ox)
+    xq = hx * (sx3 - ox) + hy * (sy3 - oy)
+    yq = hx * (sy3 - oy) - hy * (sx3 - ox)
+    # target side
+    ox2, oy2 = 0.5 * (tx0 + tx1), 0.5 * (ty0 + ty1)
+    hx2, hy2 = 0.5 * (tx1 - tx0), 0.5 * (ty1 - ty0)
+    w2 = hx2 * hx2 + hy2 * hy2
+    Xp = hx2 * (tx2 - ox2) + hy2 * (ty2 - oy2)
+    Yp = hx2 * (ty2 - oy2) - hy2 * (tx2 - ox2)
+    Xq = hx2 * (tx3 - ox2) + hy2 * (ty3 - oy2)
+    Yq = hx2 * (ty3 - oy2) - hy2 * (tx3 - ox2)
+    # kernel K = [[a, u, b], [0, 1, 0], [b, v, a]] with K (x, y, w) ~ (X, Y, W) for P and Q.
+    # After the y<->w swap the fixed points (+-1, 0) go to infinity and (a, b) solve a
+    # "hyperbolic similarity": (a+b)(alpha+beta) = r1+r2, (a-b)(alpha-beta) = r1-r2.
+    den = yp * yq * Yp * Yq
+    if den == 0.0:
+        return False, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
+    inv = 1.0 / den  # one division for the four ratios
+    iyp = yq * Yp * Yq * inv
+    iyq = yp * Yp * Yq * inv
+    iYp = yp * yq * Yq * inv
+    iYq = yp * yq * Yp * inv
+    alpha = xp * iyp - xq * iyq
+    beta = w * (iyp - iyq)
+    r1 = Xp * iYp - Xq * iYq
+    r2 = w2 * (iYp - iYq)
+    sp, sm = alpha + beta, alpha - beta
+    if sp == 0.0 or sm == 0.0:
+        return False, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
+    apb = (r1 + r2) / sp
+    amb = (r1 - r2) / sm
+    a = 0.5 * (apb + amb)
+    b = 0.5 * (apb - amb)
+    u = Xp * iYp - a * xp * iyp - b * w * iyp
+    v = w2 * iYp - a * w * iyp - b * xp * iyp
+    # S1 = [[hx, hy, -(hx ox + hy oy)], [-hy, hx, hy ox - hx oy], [0, 0, w]]
+    s02 = -(hx * ox + hy * oy)
+    s12 = hy * ox - hx * oy
+    # K S1
+    k00, k01, k02 = a * hx - u * hy, a * hy + u * hx, a * s02 + u * s12 + b * w
+    k10, k11, k12 = -hy, hx, s12
+    k20, k21, k22 = b * hx - v * hy, b * hy + v * hx, b * s02 + v * s12 + a * w
+    # S2^-1 = [[hx2, -hy2, ox2], [hy2, hx2, oy2], [0, 0, 1]]
+    h00 = hx2 * k00 - hy2 * k10 + ox2 * k20
+    h01 = hx2 * k01 - hy2 * k11 + ox2 * k21
+    h02 = hx2 * k02 - hy2 * k12 + ox2 * k22
+    h10 = hy2 * k00 + hx2 * k10 + oy2 * k20
+    h11 = hy2 * k01 + hx2 * k11 + oy2 * k21
+    h12 = hy2 * k02 + hx2 * k12 + oy2 * k22
+    h20 = k20
+    h21 = k21
+    h22 = k22
+    return True, h00, h01, h02, h10, h11, h12, h20, h21, h22
+
+
+@nb.njit(inline="always", **_NB)
+def _store(H, reason, i, h00, h01, h02, h10, h11, h12, h20, h21, h22, norm_mode, h33_tol):
+    """Normalise (0: H33 = 1, 1: unit Frobenius norm with H33 >= 0), check, write item i."""
+    amax = max(
+        abs(h00), abs(h01), abs(h02), abs(h10), abs(h11), abs(h12), abs(h20), abs(h21), abs(h22)
+    )
+    if not np.isfinite(amax) or amax == 0.0:
+        reason[i] = NON_FINITE_RESULT if not np.isfinite(amax) else SINGULAR_SYSTEM
+        H[i, :, :] = 0.0
+        return
+    if norm_mode == 0:
+        if abs(h22) <= h33_tol * amax:
+            reason[i] = H33_NEAR_ZERO
+            H[i, :, :] = 0.0
+            return
+        s = 1.0 / h22
+    else:
+        # scale by amax first so the squares cannot overflow
+        g = 1.0 / amax
+        n2 = 0.0
+        for v in (h00, h01, h02, h10, h11, h12, h20, h21, h22):
+            n2 += (v * g) * (v * g)
+        s = g / np.sqrt(n2)
+        if h22 < 0.0:
+            s = -s
+    H[i, 0, 0] = h00 * s
+    H[i, 0, 1] = h01 * s
+    H[i, 0, 2] = h02 * s
+    H[i, 1, 0] = h10 * s
+    H[i, 1, 1] = h11 * s
+    H[i, 1, 2] = h12 * s
+    H[i, 2, 0] = h20 * s
+    H[i, 2, 1] = h21 * s
+    H[i, 2, 2] = h22 * s
+    ok = True
+    for r in range(3):
+        for c in range(3):
+            if not np.isfinite(H[i, r, c]):
+                ok = False
+    if ok:
+        reason[i] = OK
+    else:
+        reason[i] = NON_FINITE_RESULT
+        H[i, :, :] = 0.0
+
+
+@nb.njit(parallel=True, **_NB)
+def four_point_kernel(src, dst, H, reason, method, norm_mode, tol, h33_tol):
+    """src, dst: (B, 4, 2); H: (B, 3, 3) out; reason: (B,) uint8 out. method 0 ACA, 1 SKS."""
+    tol2 = tol * tol
+    for i in nb.prange(src.shape[0]):
+        sx0, sy0 = np.float64(src[i, 0, 0]), np.float64(src[i, 0, 1])
+        sx1, sy1 = np.float64(src[i, 1, 0]), np.float64(src[i, 1, 1])
+        sx2, sy2 = np.float64(src[i, 2, 0]), np.float64(src[i, 2, 1])
+        sx3, sy3 = np.float64(src[i, 3, 0]), np.float64(src[i, 3, 1])
+        tx0, ty0 = np.float64(dst[i, 0, 0]), np.float64(dst[i, 0, 1])
+        tx1, ty1 = np.float64(dst[i, 1, 0]), np.float64(dst[i, 1, 1])
+        tx2, ty2 = np.float64(dst[i, 2, 0]), np.float64(dst[i, 2, 1])
+        tx3, ty3 = np.float64(dst[i, 3, 0]), np.float64(dst[i, 3, 1])
+        tot = sx0 + sy0 + sx1 + sy1 + sx2 + sy2 + sx3 + sy3
+        tot += tx0 + ty0 + tx1 + ty1 + tx2 + ty2 + tx3 + ty3
+        if not np.isfinite(tot):
+            reason[i] = NON_FINITE_INPUT
+            H[i, :, :] = 0.0
+            continue
+        c = _check_quad(sx0, sy0, sx1, sy1, sx2, sy2, sx3, sy3, tol2)
+        if c != 0:
+            reason[i] = REPEATED_SOURCE_POINT if c == 1 else COLLINEAR_SOURCE
+            H[i, :, :] = 0.0
+            continue
+        c = _check_quad(tx0, ty0, tx1, ty1, tx2, ty2, tx3, ty3, tol2)
+        if c != 0:
+            reason[i] = REPEATED_TARGET_POINT if c == 1 else COLLINEAR_TARGET
+            H[i, :, :] = 0.0
+            continue
+        if method == 0:
+            h00, h01, h02, h10, h11, h12, h20, h21, h22 = _aca(
+                sx0, sy0, sx1, sy1, sx2, sy2, sx3, sy3, tx0, ty0, tx1, ty1, tx2, ty2, tx3, ty3
+            )
+        else:
+            ok, h00, h01, h02, h10, h11, h12, h20, h21, h22 = _sks(
+                sx0, sy0, sx1, sy1, sx2, sy2, sx3, sy3, tx0, ty0, tx1, ty1, tx2, ty2, tx3, ty3
+            )
+            if not ok:
+                reason[i] = SINGULAR_SYSTEM
+                H[i, :, :] = 0.0
+                continue
+        _store(H, reason, i, h00, h01, h02, h10, h11, h12, h20, h21, h22, norm_mode, h33_tol)
+
+
+@nb.njit(parallel=True, **_NB)
+def rect_kernel(dst, x0, y0, w, h, H, reason, norm_mode, tol, h33_tol):
+    """Fast path: the source is the axis-aligned rectangle (x0, y0, w, h) with corners TL, TR,
+    BR, BL; dst: (B, 4, 2) in the same order. ACA with M, N, P, Q = TL, TR, BL, BR collapses to
+    c11 = x4, c22 = y4, c33 = x4 + y4 - f2 and A1 = diag(1/w, 1/h, 1) T(-TL)."""
+    tol2 = tol * tol
+    iw, ih = 1.0 / w, 1.0 / h
+    for i in nb.prange(dst.shape[0]):
+        tx0, ty0 = np.float64(dst[i, 0, 0]), np.float64(dst[i, 0, 1])  # TL = M
+        tx1, ty1 = np.float64(dst[i, 1, 0]), np.float64(dst[i, 1, 1])  # TR = N
+        tx3, ty3 = np.float64(dst[i, 2, 0]), np.float64(dst[i, 2, 1])  # BR = Q
+        tx2, ty2 = np.float64(dst[i, 3, 0]), np.float64(dst[i, 3, 1])  # BL = P
+        if not np.isfinite(tx0 + ty0 + tx1 + ty1 + tx2 + ty2 + tx3 + ty3):
+            reason[i] = NON_FINITE_INPUT
+            H[i, :, :] = 0.0
+            continue
+        c = _check_quad(tx0, ty0, tx1, ty1, tx2, ty2, tx3, ty3, tol2)
+        if c != 0:
+            reason[i] = REPEATED_TARGET_POINT if c == 1 else COLLINEAR_TARGET
+            H[i, :, :] = 0.0
+            continue
+        nx2, ny2 = tx1 - tx0, ty1 - ty0
+        px2, py2 = tx2 - tx0, ty2 - ty0
+        qx2, qy2 = tx3 - tx0, ty3 - ty0
+        f2 = nx2 * py2 - ny2 * px2
+        c11 = qx2 * py2 - qy2 * px2
+        c22 = nx2 * qy2 - ny2 * qx2
+        c33 = c11 + c22 - f2
+        g00 = c11 * tx1 - c33 * tx0
+        g10 = c11 * ty1 - c33 * ty0
+        g20 = c11 - c33
+        g01 = c22 * tx2 - c33 * tx0
+        g11 = c22 * ty2 - c33 * ty0
+        g21 = c22 - c33
+        a0 = -x0 * iw
+        b0 = -y0 * ih
+        _store(
+            H,
+            reason,
+            i,
+            g00 * iw,
+            g01 * ih,
+            g00 * a0 + g01 * b0 + c33 * tx0,
+            g10 * iw,
+            g11 * ih,
+            g10 * a0 + g11 * b0 + c33 * ty0,
+            g20 * iw,
+            g21 * ih,
+            g20 * a0 + g21 * b0 + c33,
+            norm_mode,
+            h33_tol,
+        )
+
+
+@nb.njit(parallel=True, **_NB)
+def affine_kernel(src, dst, A, reason, tol):
+    """3-point affine: src, dst (B, 3, 2) -> A (B, 2, 3), dst_A_src = F2 * F1^-1."""
+    tol2 = tol * tol
+    for i in nb.prange(src.shape[0]):
+        sx0, sy0 = np.float64(src[i, 0, 0]), np.float64(src[i, 0, 1])
+        nx, ny = np.float64(src[i, 1, 0]) - sx0, np.float64(src[i, 1, 1]) - sy0
+        px, py = np.float64(src[i, 2, 0]) - sx0, np.float64(src[i, 2, 1]) - sy0
+        tx0, ty0 = np.float64(dst[i, 0, 0]), np.float64(dst[i, 0, 1])
+        nx2, ny2 = np.float64(dst[i, 1, 0]) - tx0, np.float64(dst[i, 1, 1]) - ty0
+        px2, py2 = np.float64(dst[i, 2, 0]) - tx0, np.float64(dst[i, 2, 1]) - ty0
+        if not np.isfinite(sx0 + sy0 + nx + ny + px + py + tx0 + ty0 + nx2 + ny2 + px2 + py2):
+            reason[i] = NON_FINITE_INPUT
+            A[i, :, :] = 0.0
+            continue
+        f1 = nx * py - ny * px
+        n2, p2 = nx * nx + ny * ny, px * px + py * py
+        if n2 == 0.0 or p2 == 0.0:
+            reason[i] = REPEATED_SOURCE_POINT
+            A[i, :, :] = 0.0
+            continue
+        if f1 * f1 <= tol2 * n2 * p2:
+            reason[i] = COLLINEAR_SOURCE
+            A[i, :, :] = 0.0
+            continue
+        g = 1.0 / f1
+        # F1^-1 = [[py, -px], [-ny, nx]] / f1 after translating by -M1
+        a00, a01 = py * g, -px * g
+        a10, a11 = -ny * g, nx * g
+        m00 = nx2 * a00 + px2 * a10
+        m01 = nx2 * a01 + px2 * a11
+        m10 = ny2 * a00 + py2 * a10
+        m11 = ny2 * a01 + py2 * a11
+        A[i, 0, 0] = m00
+        A[i, 0, 1] = m01
+        A[i, 0, 2] = tx0 - m00 * sx0 - m01 * sy0
+        A[i, 1, 0] = m10
+        A[i, 1, 1] = m11
+        A[i, 1, 2] = ty0 - m10 * sx0 - m11 * sy0
+        reason[i] = OK
+
+
+@nb.njit(parallel=True, **_NB)
+def msac_kernel(H, valid, src, dst, thr2, scores, counts):
+    """Score K hypotheses H (K, 3, 3) on N correspondences: truncated squared transfer error
+    sum (MSAC, lower is better) and inlier count. Invalid hypotheses get +inf."""
+    n = src.shape[0]
+    for k in nb.prange(H.shape[0]):
+        if not valid[k]:
+            scores[k] = np.inf
+            counts[k] = 0
+            continue
+        h00, h01, h02 = H[k, 0, 0], H[k, 0, 1], H[k, 0, 2]
+        h10, h11, h12 = H[k, 1, 0], H[k, 1, 1], H[k, 1, 2]
+        h20, h21, h22 = H[k, 2, 0], H[k, 2, 1], H[k, 2, 2]
+        s = 0.0
+        c = 0
+        for j in range(n):
+            x, y = src[j, 0], src[j, 1]
+            w = h20 * x + h21 * y + h22
+            e = thr2
+            if w != 0.0:
+                iw = 1.0 / w
+                dx = (h00 * x + h01 * y + h02) * iw - dst[j, 0]
+                dy = (h10 * x + h11 * y + h12) * iw - dst[j, 1]
+                e2 = dx * dx + dy * dy
+                if e2 < thr2:
+                    e = e2
+                    c += 1
+            s += e
+        scores[k] = s
+        counts[k] = c
+
+
+@nb.njit(parallel=True, **_NB)
+def transfer_error_kernel(H, src, dst, out):
+    """Squared transfer error of one H (3, 3) on N correspondences; inf behind the camera."""
+    for j in nb.prange(src.shape[0]):
+        x, y = src[j, 0], src[j, 1]
+        w = H[2, 0] * x + H[2, 1] * y + H[2, 2]
+        if w == 0.0:
+            out[j] = np.inf
+            continue
+        dx = (H[0, 0] * x + H[0, 1] * y + H[0, 2]) / w - dst[j, 0]
+        dy = (H[1, 0] * x + H[1, 1] * y + H[1, 2]) / w - dst[j, 1]
+        out[j] = dx * dx + dy * dy
