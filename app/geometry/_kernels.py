@@ -202,7 +202,7 @@ def _store(H, reason, i, h00, h01, h02, h10, h11, h12, h20, h21, h22, norm_mode,
     H[i, 1, 2] = h12 * s
     H[i, 2, 0] = h20 * s
     H[i, 2, 1] = h21 * s
-    H[i, 2, 2] = h22 * s
+    H[i, 2, 2] = 1.0 if norm_mode == 0 else h22 * s
     ok = True
     for r in range(3):
         for c in range(3):

@@ -62,7 +62,7 @@ def dlt_homography(
     d = np.asarray(dst, dtype=np.float64)
     if s.ndim == 2:
         s, d = s[None], d[None]
-        mask = None if mask is None else np.asarray(mask)[None]
+        mask = None if mask is None else np.asarray(mask).reshape(1, -1)
     if s.ndim != 3 or s.shape[-1] != 2 or s.shape != d.shape:
         raise ValueError(f"src and dst must both be (B, N, 2), got {s.shape} and {d.shape}")
     B, N = s.shape[:2]

@@ -1,0 +1,1 @@
+"""Inference helpers shared by training and serving (no HTTP here)."""
