@@ -4,12 +4,15 @@ pickle, sizes checked from the headers before anything is decompressed or copied
 from __future__ import annotations
 
 import io
+import struct
 import zipfile
+import zlib
 
 import numpy as np
 
 NPY_MAGIC = b"\x93NUMPY"
 ZIP_MAGIC = b"PK\x03\x04"
+_MAX_HEADER = 16 * 1024
 
 
 class ArrayFormatError(ValueError):
@@ -17,8 +20,8 @@ class ArrayFormatError(ValueError):
 
 
 def _parse_npy(buf: memoryview, name: str) -> np.ndarray:
-    """Zero-copy view of a .npy payload."""
-    f = io.BytesIO(buf)
+    """Zero-copy view of a .npy payload (only the header is copied to be parsed)."""
+    f = io.BytesIO(bytes(buf[:_MAX_HEADER]))
     try:
         version = np.lib.format.read_magic(f)
         if version == (1, 0):
@@ -70,8 +73,59 @@ def load_arrays(body: bytes, max_uncompressed: int) -> dict[str, np.ndarray]:
     return out
 
 
+def npz_chunks(arrays: dict[str, np.ndarray]) -> tuple[list[bytes | memoryview], int]:
+    """An uncompressed .npz of ``arrays`` as a list of chunks that reference the arrays' memory
+    (no copy of the data; one CRC pass), and its total length. Read it back with
+    ``np.load(io.BytesIO(body), allow_pickle=False)``."""
+    chunks: list[bytes | memoryview] = []
+    central: list[bytes] = []
+    offset = 0
+    for key, value in arrays.items():
+        arr = np.ascontiguousarray(value)
+        head = io.BytesIO()
+        np.lib.format.write_array_header_1_0(head, np.lib.format.header_data_from_array_1_0(arr))
+        header = head.getvalue()
+        data = memoryview(arr).cast("B") if arr.size else memoryview(b"")
+        size = len(header) + data.nbytes
+        if size >= 0xFFFFFFFF or offset >= 0xFFFFFFFF:
+            raise ValueError("npz_chunks writes plain zip (no zip64): members must stay < 4 GiB")
+        crc = zlib.crc32(data, zlib.crc32(header))
+        name = f"{key}.npy".encode()
+        local = struct.pack(
+            "<IHHHHHIIIHH", 0x04034B50, 20, 0, 0, 0, 0x21, crc, size, size, len(name), 0
+        )
+        central.append(
+            struct.pack(
+                "<IHHHHHHIIIHHHHHII",
+                0x02014B50,
+                20,
+                20,
+                0,
+                0,
+                0,
+                0x21,
+                crc,
+                size,
+                size,
+                len(name),
+                0,
+                0,
+                0,
+                0,
+                0,
+                offset,
+            )
+            + name
+        )
+        chunks += [local + name + header, data]
+        offset += len(local) + len(name) + size
+    cd = b"".join(central)
+    end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(central), len(central), len(cd), offset, 0)
+    chunks.append(cd + end)
+    return chunks, offset + len(cd) + len(end)
+
+
 def dump_npz(arrays: dict[str, np.ndarray]) -> bytes:
-    """Uncompressed .npz of the arrays (read it with ``np.load(..., allow_pickle=False)``)."""
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    return buf.getvalue()
+    """Uncompressed .npz of the arrays as one bytes object (see :func:`npz_chunks`)."""
+    chunks, _ = npz_chunks(arrays)
+    return b"".join(chunks)

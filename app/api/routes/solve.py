@@ -11,10 +11,11 @@ from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import SettingsDep
 from app.api.errors import InputError
+from app.api.responses import ChunkedResponse
 from app.api.schemas.solve import SolveRequest, SolveResponse
 from app.core.metrics import ITEMS
 from app.geometry.reasons import describe
-from app.services.arrays import ArrayFormatError, dump_npz, load_arrays
+from app.services.arrays import ArrayFormatError, load_arrays, npz_chunks
 from app.services.solve import (
     RansacOptions,
     SolveOutput,
@@ -216,16 +217,18 @@ async def solve_batch(
     else:
         out_dtype = np.float32 if dtype == "float32" else np.float64
 
-    def work() -> tuple[bytes, int]:
+    def work() -> tuple[list[bytes | memoryview], int, int]:
         out = solve_minimal(src, dst, method, normalize, out_dtype)
         valid = out.valid
         arrays = {"dst_H_src": out.dst_H_src, "valid": valid, "reason": out.reason}
-        return dump_npz(arrays), int(valid.sum())
+        chunks, length = npz_chunks(arrays)
+        return chunks, length, int(valid.sum())
 
-    payload, valid_count = await run_in_threadpool(work)
+    chunks, length, valid_count = await run_in_threadpool(work)
     ITEMS.labels("solve").inc(src.shape[0])
-    return Response(
-        content=payload,
+    return ChunkedResponse(
+        chunks,
+        length,
         media_type="application/x-npz",
         headers={"X-Count": str(src.shape[0]), "X-Valid-Count": str(valid_count)},
     )
