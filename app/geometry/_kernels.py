@@ -59,6 +59,15 @@ def _check_quad(x0, y0, x1, y1, x2, y2, x3, y3, tol2):
 
 
 @nb.njit(inline="always", **_NB)
+def _degenerate(f, a, b, w, nx, ny, px, py, qx, qy, tol2):
+    """True when the quad with sides n, p, q (from its first point) has a triangle of (near)
+    zero area: any of the four triple areas f, a, b, w is below tol times the squared size."""
+    s = max(nx * nx + ny * ny, px * px + py * py, qx * qx + qy * qy)
+    lim = tol2 * s * s
+    return f * f <= lim or a * a <= lim or b * b <= lim or w * w <= lim or s == 0.0
+
+
+@nb.njit(inline="always", **_NB)
 def _aca(sx0, sy0, sx1, sy1, sx2, sy2, sx3, sy3, tx0, ty0, tx1, ty1, tx2, ty2, tx3, ty3):
     """ACA, H = A2^-1 C A1 up to scale, with M, N, P, Q = points 0, 1, 2, 3. No division."""
     # source affine frame (M1; n, p), fourth point in it: (x3 : y3 : f1)
@@ -194,30 +203,32 @@ def _store(H, reason, i, h00, h01, h02, h10, h11, h12, h20, h21, h22, norm_mode,
         s = g / np.sqrt(n2)
         if h22 < 0.0:
             s = -s
-    H[i, 0, 0] = h00 * s
-    H[i, 0, 1] = h01 * s
-    H[i, 0, 2] = h02 * s
-    H[i, 1, 0] = h10 * s
-    H[i, 1, 1] = h11 * s
-    H[i, 1, 2] = h12 * s
-    H[i, 2, 0] = h20 * s
-    H[i, 2, 1] = h21 * s
-    H[i, 2, 2] = 1.0 if norm_mode == 0 else h22 * s
-    ok = True
-    for r in range(3):
-        for c in range(3):
-            if not np.isfinite(H[i, r, c]):
-                ok = False
-    if ok:
-        reason[i] = OK
-    else:
+    o00, o01, o02 = h00 * s, h01 * s, h02 * s
+    o10, o11, o12 = h10 * s, h11 * s, h12 * s
+    o20, o21 = h20 * s, h21 * s
+    o22 = 1.0 if norm_mode == 0 else h22 * s
+    if not np.isfinite(o00 + o01 + o02 + o10 + o11 + o12 + o20 + o21 + o22):
         reason[i] = NON_FINITE_RESULT
         H[i, :, :] = 0.0
+        return
+    H[i, 0, 0] = o00
+    H[i, 0, 1] = o01
+    H[i, 0, 2] = o02
+    H[i, 1, 0] = o10
+    H[i, 1, 1] = o11
+    H[i, 1, 2] = o12
+    H[i, 2, 0] = o20
+    H[i, 2, 1] = o21
+    H[i, 2, 2] = o22
+    reason[i] = OK
 
 
 @nb.njit(parallel=True, **_NB)
 def four_point_kernel(src, dst, H, reason, method, norm_mode, tol, h33_tol):
-    """src, dst: (B, 4, 2); H: (B, 3, 3) out; reason: (B,) uint8 out. method 0 ACA, 1 SKS."""
+    """src, dst: (B, 4, 2); H: (B, 3, 3) out; reason: (B,) uint8 out. method 0 ACA, 1 SKS.
+
+    The hot path reuses ACA's cross products for the degeneracy test; only flagged items pay
+    for the detailed classification (repeated vs collinear, source vs target)."""
     tol2 = tol * tol
     for i in nb.prange(src.shape[0]):
         sx0, sy0 = np.float64(src[i, 0, 0]), np.float64(src[i, 0, 1])
@@ -228,26 +239,60 @@ def four_point_kernel(src, dst, H, reason, method, norm_mode, tol, h33_tol):
         tx1, ty1 = np.float64(dst[i, 1, 0]), np.float64(dst[i, 1, 1])
         tx2, ty2 = np.float64(dst[i, 2, 0]), np.float64(dst[i, 2, 1])
         tx3, ty3 = np.float64(dst[i, 3, 0]), np.float64(dst[i, 3, 1])
-        tot = sx0 + sy0 + sx1 + sy1 + sx2 + sy2 + sx3 + sy3
-        tot += tx0 + ty0 + tx1 + ty1 + tx2 + ty2 + tx3 + ty3
-        if not np.isfinite(tot):
-            reason[i] = NON_FINITE_INPUT
+        nx, ny = sx1 - sx0, sy1 - sy0
+        px, py = sx2 - sx0, sy2 - sy0
+        qx, qy = sx3 - sx0, sy3 - sy0
+        f1 = nx * py - ny * px
+        a3 = qx * py - qy * px
+        b3 = nx * qy - ny * qx
+        w1 = f1 - a3 - b3
+        nx2, ny2 = tx1 - tx0, ty1 - ty0
+        px2, py2 = tx2 - tx0, ty2 - ty0
+        qx2, qy2 = tx3 - tx0, ty3 - ty0
+        f2 = nx2 * py2 - ny2 * px2
+        a4 = qx2 * py2 - qy2 * px2
+        b4 = nx2 * qy2 - ny2 * qx2
+        w2 = f2 - a4 - b4
+        bad_s = _degenerate(f1, a3, b3, w1, nx, ny, px, py, qx, qy, tol2)
+        bad_t = _degenerate(f2, a4, b4, w2, nx2, ny2, px2, py2, qx2, qy2, tol2)
+        if bad_s or bad_t or not np.isfinite(f1 + a3 + b3 + f2 + a4 + b4 + sx0 + sy0 + tx0 + ty0):
+            # slow path: say exactly why
+            tot = sx0 + sy0 + sx1 + sy1 + sx2 + sy2 + sx3 + sy3
+            tot += tx0 + ty0 + tx1 + ty1 + tx2 + ty2 + tx3 + ty3
             H[i, :, :] = 0.0
-            continue
-        c = _check_quad(sx0, sy0, sx1, sy1, sx2, sy2, sx3, sy3, tol2)
-        if c != 0:
-            reason[i] = REPEATED_SOURCE_POINT if c == 1 else COLLINEAR_SOURCE
-            H[i, :, :] = 0.0
-            continue
-        c = _check_quad(tx0, ty0, tx1, ty1, tx2, ty2, tx3, ty3, tol2)
-        if c != 0:
+            if not np.isfinite(tot):
+                reason[i] = NON_FINITE_INPUT
+                continue
+            c = _check_quad(sx0, sy0, sx1, sy1, sx2, sy2, sx3, sy3, tol2)
+            if c != 0 or bad_s:
+                reason[i] = REPEATED_SOURCE_POINT if c == 1 else COLLINEAR_SOURCE
+                continue
+            c = _check_quad(tx0, ty0, tx1, ty1, tx2, ty2, tx3, ty3, tol2)
             reason[i] = REPEATED_TARGET_POINT if c == 1 else COLLINEAR_TARGET
-            H[i, :, :] = 0.0
             continue
         if method == 0:
-            h00, h01, h02, h10, h11, h12, h20, h21, h22 = _aca(
-                sx0, sy0, sx1, sy1, sx2, sy2, sx3, sy3, tx0, ty0, tx1, ty1, tx2, ty2, tx3, ty3
-            )
+            # ACA core and assembly, H = A2^-1 C A1 (see _aca)
+            c11 = b3 * a4 * w1
+            c22 = a3 * b4 * w1
+            c33 = a3 * b3 * w2
+            g00 = c11 * tx1 - c33 * tx0
+            g10 = c11 * ty1 - c33 * ty0
+            g20 = c11 - c33
+            g01 = c22 * tx2 - c33 * tx0
+            g11 = c22 * ty2 - c33 * ty0
+            g21 = c22 - c33
+            ta = px * sy0 - py * sx0
+            tb = ny * sx0 - nx * sy0
+            cf = c33 * f1
+            h00 = g00 * py - g01 * ny
+            h01 = g01 * nx - g00 * px
+            h02 = g00 * ta + g01 * tb + cf * tx0
+            h10 = g10 * py - g11 * ny
+            h11 = g11 * nx - g10 * px
+            h12 = g10 * ta + g11 * tb + cf * ty0
+            h20 = g20 * py - g21 * ny
+            h21 = g21 * nx - g20 * px
+            h22 = g20 * ta + g21 * tb + cf
         else:
             ok, h00, h01, h02, h10, h11, h12, h20, h21, h22 = _sks(
                 sx0, sy0, sx1, sy1, sx2, sy2, sx3, sy3, tx0, ty0, tx1, ty1, tx2, ty2, tx3, ty3
