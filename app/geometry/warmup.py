@@ -30,10 +30,11 @@ def warm_up_solvers() -> SolverEngine:
         # read-only (and possibly unaligned) views are what binary request bodies produce: Numba
         # compiles a separate specialisation for each layout, so compile them now too
         for offset in (0, 1):
-            raw = bytes(offset) + src.tobytes() + dst.tobytes()
-            view = np.frombuffer(raw, dtype, src.size * 2, offset).reshape(2, *src.shape)
-            solve_four_point(view[0], view[1])
-            solve_four_point(view[0], view[1], method="sks")
+            for kind in (bytes, bytearray):
+                raw = kind(bytes(offset) + src.tobytes() + dst.tobytes())
+                view = np.frombuffer(raw, dtype, src.size * 2, offset).reshape(2, *src.shape)
+                solve_four_point(view[0], view[1])
+                solve_four_point(view[0], view[1], method="sks")
         rect_to_quad(dst, (0, 0, 10, 10))
         affine_from_3_points(src[:, :3], dst[:, :3])
     pts = rng.uniform(0, 100, (1, 20, 2))

@@ -42,7 +42,7 @@ def _parse_npy(buf: memoryview, name: str) -> np.ndarray:
     return arr.reshape(shape, order="F" if fortran else "C")
 
 
-def load_arrays(body: bytes, max_uncompressed: int) -> dict[str, np.ndarray]:
+def load_arrays(body: bytes | bytearray, max_uncompressed: int) -> dict[str, np.ndarray]:
     """Arrays of a .npz (by member name) or a single .npy (as ``{"array": ...}``)."""
     if body.startswith(NPY_MAGIC):
         return {"array": _parse_npy(memoryview(body), "array")}

@@ -138,7 +138,28 @@ async def solve(req: SolveRequest, settings: SettingsDep) -> SolveResponse:
     return resp
 
 
-def _arrays_from_body(body: bytes, max_batch: int, max_bytes: int) -> tuple[np.ndarray, ...]:
+async def read_body(request: Request) -> bytes | bytearray:
+    """The request body, copied once into a buffer sized from Content-Length when it is given
+    (Starlette's ``body()`` keeps every chunk and joins them: a second full copy)."""
+    length = request.headers.get("content-length")
+    if length is None or not length.isdigit():
+        return await request.body()
+    buf = bytearray(int(length))
+    pos = 0
+    async for chunk in request.stream():
+        end = pos + len(chunk)
+        if end > len(buf):
+            raise InputError("body is longer than its Content-Length", 400, "body")
+        buf[pos:end] = chunk
+        pos = end
+    if pos != len(buf):
+        raise InputError(f"body ended after {pos} of {len(buf)} bytes", 400, "body")
+    return buf
+
+
+def _arrays_from_body(
+    body: bytes | bytearray, max_batch: int, max_bytes: int
+) -> tuple[np.ndarray, ...]:
     try:
         arrays = load_arrays(body, max_uncompressed=max_bytes)
     except ArrayFormatError as exc:
@@ -210,7 +231,7 @@ async def solve_batch(
         Literal["input", "float64", "float32"], Query(description="Output dtype.")
     ] = "input",
 ) -> Response:
-    body = await request.body()
+    body = await read_body(request)
     src, dst = _arrays_from_body(body, settings.max_solve_batch, settings.max_body_bytes)
     if dtype == "input":
         out_dtype = np.float32 if src.dtype == np.float32 else np.float64
