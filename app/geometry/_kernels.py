@@ -68,53 +68,6 @@ def _degenerate(f, a, b, w, nx, ny, px, py, qx, qy, tol2):
 
 
 @nb.njit(inline="always", **_NB)
-def _aca(sx0, sy0, sx1, sy1, sx2, sy2, sx3, sy3, tx0, ty0, tx1, ty1, tx2, ty2, tx3, ty3):
-    """ACA, H = A2^-1 C A1 up to scale, with M, N, P, Q = points 0, 1, 2, 3. No division."""
-    # source affine frame (M1; n, p), fourth point in it: (x3 : y3 : f1)
-    nx, ny = sx1 - sx0, sy1 - sy0
-    px, py = sx2 - sx0, sy2 - sy0
-    qx, qy = sx3 - sx0, sy3 - sy0
-    f1 = nx * py - ny * px
-    a3 = qx * py - qy * px
-    b3 = nx * qy - ny * qx
-    # target
-    nx2, ny2 = tx1 - tx0, ty1 - ty0
-    px2, py2 = tx2 - tx0, ty2 - ty0
-    qx2, qy2 = tx3 - tx0, ty3 - ty0
-    f2 = nx2 * py2 - ny2 * px2
-    a4 = qx2 * py2 - qy2 * px2
-    b4 = nx2 * qy2 - ny2 * qx2
-    # core
-    w1 = f1 - a3 - b3
-    c11 = b3 * a4 * w1
-    c22 = a3 * b4 * w1
-    c33 = a3 * b3 * (f2 - a4 - b4)
-    # G = A2^-1 C: columns c11 N2 - c33 M2, c22 P2 - c33 M2, c33 M2 (homogeneous)
-    g00 = c11 * tx1 - c33 * tx0
-    g10 = c11 * ty1 - c33 * ty0
-    g20 = c11 - c33
-    g01 = c22 * tx2 - c33 * tx0
-    g11 = c22 * ty2 - c33 * ty0
-    g21 = c22 - c33
-    g02 = c33 * tx0
-    g12 = c33 * ty0
-    g22 = c33
-    # A1 = [[py, -px, ta], [-ny, nx, tb], [0, 0, f1]]
-    ta = px * sy0 - py * sx0
-    tb = ny * sx0 - nx * sy0
-    h00 = g00 * py - g01 * ny
-    h01 = g01 * nx - g00 * px
-    h02 = g00 * ta + g01 * tb + g02 * f1
-    h10 = g10 * py - g11 * ny
-    h11 = g11 * nx - g10 * px
-    h12 = g10 * ta + g11 * tb + g12 * f1
-    h20 = g20 * py - g21 * ny
-    h21 = g21 * nx - g20 * px
-    h22 = g20 * ta + g21 * tb + g22 * f1
-    return h00, h01, h02, h10, h11, h12, h20, h21, h22
-
-
-@nb.njit(inline="always", **_NB)
 def _sks(sx0, sy0, sx1, sy1, sx2, sy2, sx3, sy3, tx0, ty0, tx1, ty1, tx2, ty2, tx3, ty3):
     """SKS, H = S2^-1 K S1 up to scale; returns (ok, h00..h22)."""
     # S1 (up to the scale |h1|^2): similarity sending M1, N1 to (-1, 0), (1, 0)
@@ -223,6 +176,81 @@ def _store(H, reason, i, h00, h01, h02, h10, h11, h12, h20, h21, h22, norm_mode,
     reason[i] = OK
 
 
+@nb.njit(inline="always", **_NB)
+def _four_point_kernel_item(i, src, dst, H, reason, method, norm_mode, tol, h33_tol, tol2):
+    sx0, sy0 = np.float64(src[i, 0, 0]), np.float64(src[i, 0, 1])
+    sx1, sy1 = np.float64(src[i, 1, 0]), np.float64(src[i, 1, 1])
+    sx2, sy2 = np.float64(src[i, 2, 0]), np.float64(src[i, 2, 1])
+    sx3, sy3 = np.float64(src[i, 3, 0]), np.float64(src[i, 3, 1])
+    tx0, ty0 = np.float64(dst[i, 0, 0]), np.float64(dst[i, 0, 1])
+    tx1, ty1 = np.float64(dst[i, 1, 0]), np.float64(dst[i, 1, 1])
+    tx2, ty2 = np.float64(dst[i, 2, 0]), np.float64(dst[i, 2, 1])
+    tx3, ty3 = np.float64(dst[i, 3, 0]), np.float64(dst[i, 3, 1])
+    nx, ny = sx1 - sx0, sy1 - sy0
+    px, py = sx2 - sx0, sy2 - sy0
+    qx, qy = sx3 - sx0, sy3 - sy0
+    f1 = nx * py - ny * px
+    a3 = qx * py - qy * px
+    b3 = nx * qy - ny * qx
+    w1 = f1 - a3 - b3
+    nx2, ny2 = tx1 - tx0, ty1 - ty0
+    px2, py2 = tx2 - tx0, ty2 - ty0
+    qx2, qy2 = tx3 - tx0, ty3 - ty0
+    f2 = nx2 * py2 - ny2 * px2
+    a4 = qx2 * py2 - qy2 * px2
+    b4 = nx2 * qy2 - ny2 * qx2
+    w2 = f2 - a4 - b4
+    bad_s = _degenerate(f1, a3, b3, w1, nx, ny, px, py, qx, qy, tol2)
+    bad_t = _degenerate(f2, a4, b4, w2, nx2, ny2, px2, py2, qx2, qy2, tol2)
+    if bad_s or bad_t or not np.isfinite(f1 + a3 + b3 + f2 + a4 + b4 + sx0 + sy0 + tx0 + ty0):
+        # slow path: say exactly why
+        tot = sx0 + sy0 + sx1 + sy1 + sx2 + sy2 + sx3 + sy3
+        tot += tx0 + ty0 + tx1 + ty1 + tx2 + ty2 + tx3 + ty3
+        H[i, :, :] = 0.0
+        if not np.isfinite(tot):
+            reason[i] = NON_FINITE_INPUT
+            return
+        c = _check_quad(sx0, sy0, sx1, sy1, sx2, sy2, sx3, sy3, tol2)
+        if c != 0 or bad_s:
+            reason[i] = REPEATED_SOURCE_POINT if c == 1 else COLLINEAR_SOURCE
+            return
+        c = _check_quad(tx0, ty0, tx1, ty1, tx2, ty2, tx3, ty3, tol2)
+        reason[i] = REPEATED_TARGET_POINT if c == 1 else COLLINEAR_TARGET
+        return
+    if method == 0:
+        # ACA core and assembly, H = A2^-1 C A1 (see _aca)
+        c11 = b3 * a4 * w1
+        c22 = a3 * b4 * w1
+        c33 = a3 * b3 * w2
+        g00 = c11 * tx1 - c33 * tx0
+        g10 = c11 * ty1 - c33 * ty0
+        g20 = c11 - c33
+        g01 = c22 * tx2 - c33 * tx0
+        g11 = c22 * ty2 - c33 * ty0
+        g21 = c22 - c33
+        ta = px * sy0 - py * sx0
+        tb = ny * sx0 - nx * sy0
+        cf = c33 * f1
+        h00 = g00 * py - g01 * ny
+        h01 = g01 * nx - g00 * px
+        h02 = g00 * ta + g01 * tb + cf * tx0
+        h10 = g10 * py - g11 * ny
+        h11 = g11 * nx - g10 * px
+        h12 = g10 * ta + g11 * tb + cf * ty0
+        h20 = g20 * py - g21 * ny
+        h21 = g21 * nx - g20 * px
+        h22 = g20 * ta + g21 * tb + cf
+    else:
+        ok, h00, h01, h02, h10, h11, h12, h20, h21, h22 = _sks(
+            sx0, sy0, sx1, sy1, sx2, sy2, sx3, sy3, tx0, ty0, tx1, ty1, tx2, ty2, tx3, ty3
+        )
+        if not ok:
+            reason[i] = SINGULAR_SYSTEM
+            H[i, :, :] = 0.0
+            return
+    _store(H, reason, i, h00, h01, h02, h10, h11, h12, h20, h21, h22, norm_mode, h33_tol)
+
+
 @nb.njit(parallel=True, **_NB)
 def four_point_kernel(src, dst, H, reason, method, norm_mode, tol, h33_tol):
     """src, dst: (B, 4, 2); H: (B, 3, 3) out; reason: (B,) uint8 out. method 0 ACA, 1 SKS.
@@ -231,77 +259,63 @@ def four_point_kernel(src, dst, H, reason, method, norm_mode, tol, h33_tol):
     for the detailed classification (repeated vs collinear, source vs target)."""
     tol2 = tol * tol
     for i in nb.prange(src.shape[0]):
-        sx0, sy0 = np.float64(src[i, 0, 0]), np.float64(src[i, 0, 1])
-        sx1, sy1 = np.float64(src[i, 1, 0]), np.float64(src[i, 1, 1])
-        sx2, sy2 = np.float64(src[i, 2, 0]), np.float64(src[i, 2, 1])
-        sx3, sy3 = np.float64(src[i, 3, 0]), np.float64(src[i, 3, 1])
-        tx0, ty0 = np.float64(dst[i, 0, 0]), np.float64(dst[i, 0, 1])
-        tx1, ty1 = np.float64(dst[i, 1, 0]), np.float64(dst[i, 1, 1])
-        tx2, ty2 = np.float64(dst[i, 2, 0]), np.float64(dst[i, 2, 1])
-        tx3, ty3 = np.float64(dst[i, 3, 0]), np.float64(dst[i, 3, 1])
-        nx, ny = sx1 - sx0, sy1 - sy0
-        px, py = sx2 - sx0, sy2 - sy0
-        qx, qy = sx3 - sx0, sy3 - sy0
-        f1 = nx * py - ny * px
-        a3 = qx * py - qy * px
-        b3 = nx * qy - ny * qx
-        w1 = f1 - a3 - b3
-        nx2, ny2 = tx1 - tx0, ty1 - ty0
-        px2, py2 = tx2 - tx0, ty2 - ty0
-        qx2, qy2 = tx3 - tx0, ty3 - ty0
-        f2 = nx2 * py2 - ny2 * px2
-        a4 = qx2 * py2 - qy2 * px2
-        b4 = nx2 * qy2 - ny2 * qx2
-        w2 = f2 - a4 - b4
-        bad_s = _degenerate(f1, a3, b3, w1, nx, ny, px, py, qx, qy, tol2)
-        bad_t = _degenerate(f2, a4, b4, w2, nx2, ny2, px2, py2, qx2, qy2, tol2)
-        if bad_s or bad_t or not np.isfinite(f1 + a3 + b3 + f2 + a4 + b4 + sx0 + sy0 + tx0 + ty0):
-            # slow path: say exactly why
-            tot = sx0 + sy0 + sx1 + sy1 + sx2 + sy2 + sx3 + sy3
-            tot += tx0 + ty0 + tx1 + ty1 + tx2 + ty2 + tx3 + ty3
-            H[i, :, :] = 0.0
-            if not np.isfinite(tot):
-                reason[i] = NON_FINITE_INPUT
-                continue
-            c = _check_quad(sx0, sy0, sx1, sy1, sx2, sy2, sx3, sy3, tol2)
-            if c != 0 or bad_s:
-                reason[i] = REPEATED_SOURCE_POINT if c == 1 else COLLINEAR_SOURCE
-                continue
-            c = _check_quad(tx0, ty0, tx1, ty1, tx2, ty2, tx3, ty3, tol2)
-            reason[i] = REPEATED_TARGET_POINT if c == 1 else COLLINEAR_TARGET
-            continue
-        if method == 0:
-            # ACA core and assembly, H = A2^-1 C A1 (see _aca)
-            c11 = b3 * a4 * w1
-            c22 = a3 * b4 * w1
-            c33 = a3 * b3 * w2
-            g00 = c11 * tx1 - c33 * tx0
-            g10 = c11 * ty1 - c33 * ty0
-            g20 = c11 - c33
-            g01 = c22 * tx2 - c33 * tx0
-            g11 = c22 * ty2 - c33 * ty0
-            g21 = c22 - c33
-            ta = px * sy0 - py * sx0
-            tb = ny * sx0 - nx * sy0
-            cf = c33 * f1
-            h00 = g00 * py - g01 * ny
-            h01 = g01 * nx - g00 * px
-            h02 = g00 * ta + g01 * tb + cf * tx0
-            h10 = g10 * py - g11 * ny
-            h11 = g11 * nx - g10 * px
-            h12 = g10 * ta + g11 * tb + cf * ty0
-            h20 = g20 * py - g21 * ny
-            h21 = g21 * nx - g20 * px
-            h22 = g20 * ta + g21 * tb + cf
-        else:
-            ok, h00, h01, h02, h10, h11, h12, h20, h21, h22 = _sks(
-                sx0, sy0, sx1, sy1, sx2, sy2, sx3, sy3, tx0, ty0, tx1, ty1, tx2, ty2, tx3, ty3
-            )
-            if not ok:
-                reason[i] = SINGULAR_SYSTEM
-                H[i, :, :] = 0.0
-                continue
-        _store(H, reason, i, h00, h01, h02, h10, h11, h12, h20, h21, h22, norm_mode, h33_tol)
+        _four_point_kernel_item(i, src, dst, H, reason, method, norm_mode, tol, h33_tol, tol2)
+
+
+@nb.njit(**_NB)
+def four_point_kernel_serial(src, dst, H, reason, method, norm_mode, tol, h33_tol):
+    """Single-threaded twin of :func:`four_point_kernel`, for small inputs."""
+    tol2 = tol * tol
+    for i in range(src.shape[0]):
+        _four_point_kernel_item(i, src, dst, H, reason, method, norm_mode, tol, h33_tol, tol2)
+
+
+@nb.njit(inline="always", **_NB)
+def _rect_kernel_item(i, dst, x0, y0, w, h, H, reason, norm_mode, tol, h33_tol, tol2, iw, ih):
+    tx0, ty0 = np.float64(dst[i, 0, 0]), np.float64(dst[i, 0, 1])  # TL = M
+    tx1, ty1 = np.float64(dst[i, 1, 0]), np.float64(dst[i, 1, 1])  # TR = N
+    tx3, ty3 = np.float64(dst[i, 2, 0]), np.float64(dst[i, 2, 1])  # BR = Q
+    tx2, ty2 = np.float64(dst[i, 3, 0]), np.float64(dst[i, 3, 1])  # BL = P
+    if not np.isfinite(tx0 + ty0 + tx1 + ty1 + tx2 + ty2 + tx3 + ty3):
+        reason[i] = NON_FINITE_INPUT
+        H[i, :, :] = 0.0
+        return
+    c = _check_quad(tx0, ty0, tx1, ty1, tx2, ty2, tx3, ty3, tol2)
+    if c != 0:
+        reason[i] = REPEATED_TARGET_POINT if c == 1 else COLLINEAR_TARGET
+        H[i, :, :] = 0.0
+        return
+    nx2, ny2 = tx1 - tx0, ty1 - ty0
+    px2, py2 = tx2 - tx0, ty2 - ty0
+    qx2, qy2 = tx3 - tx0, ty3 - ty0
+    f2 = nx2 * py2 - ny2 * px2
+    c11 = qx2 * py2 - qy2 * px2
+    c22 = nx2 * qy2 - ny2 * qx2
+    c33 = c11 + c22 - f2
+    g00 = c11 * tx1 - c33 * tx0
+    g10 = c11 * ty1 - c33 * ty0
+    g20 = c11 - c33
+    g01 = c22 * tx2 - c33 * tx0
+    g11 = c22 * ty2 - c33 * ty0
+    g21 = c22 - c33
+    a0 = -x0 * iw
+    b0 = -y0 * ih
+    _store(
+        H,
+        reason,
+        i,
+        g00 * iw,
+        g01 * ih,
+        g00 * a0 + g01 * b0 + c33 * tx0,
+        g10 * iw,
+        g11 * ih,
+        g10 * a0 + g11 * b0 + c33 * ty0,
+        g20 * iw,
+        g21 * ih,
+        g20 * a0 + g21 * b0 + c33,
+        norm_mode,
+        h33_tol,
+    )
 
 
 @nb.njit(parallel=True, **_NB)
@@ -312,50 +326,55 @@ def rect_kernel(dst, x0, y0, w, h, H, reason, norm_mode, tol, h33_tol):
     tol2 = tol * tol
     iw, ih = 1.0 / w, 1.0 / h
     for i in nb.prange(dst.shape[0]):
-        tx0, ty0 = np.float64(dst[i, 0, 0]), np.float64(dst[i, 0, 1])  # TL = M
-        tx1, ty1 = np.float64(dst[i, 1, 0]), np.float64(dst[i, 1, 1])  # TR = N
-        tx3, ty3 = np.float64(dst[i, 2, 0]), np.float64(dst[i, 2, 1])  # BR = Q
-        tx2, ty2 = np.float64(dst[i, 3, 0]), np.float64(dst[i, 3, 1])  # BL = P
-        if not np.isfinite(tx0 + ty0 + tx1 + ty1 + tx2 + ty2 + tx3 + ty3):
-            reason[i] = NON_FINITE_INPUT
-            H[i, :, :] = 0.0
-            continue
-        c = _check_quad(tx0, ty0, tx1, ty1, tx2, ty2, tx3, ty3, tol2)
-        if c != 0:
-            reason[i] = REPEATED_TARGET_POINT if c == 1 else COLLINEAR_TARGET
-            H[i, :, :] = 0.0
-            continue
-        nx2, ny2 = tx1 - tx0, ty1 - ty0
-        px2, py2 = tx2 - tx0, ty2 - ty0
-        qx2, qy2 = tx3 - tx0, ty3 - ty0
-        f2 = nx2 * py2 - ny2 * px2
-        c11 = qx2 * py2 - qy2 * px2
-        c22 = nx2 * qy2 - ny2 * qx2
-        c33 = c11 + c22 - f2
-        g00 = c11 * tx1 - c33 * tx0
-        g10 = c11 * ty1 - c33 * ty0
-        g20 = c11 - c33
-        g01 = c22 * tx2 - c33 * tx0
-        g11 = c22 * ty2 - c33 * ty0
-        g21 = c22 - c33
-        a0 = -x0 * iw
-        b0 = -y0 * ih
-        _store(
-            H,
-            reason,
-            i,
-            g00 * iw,
-            g01 * ih,
-            g00 * a0 + g01 * b0 + c33 * tx0,
-            g10 * iw,
-            g11 * ih,
-            g10 * a0 + g11 * b0 + c33 * ty0,
-            g20 * iw,
-            g21 * ih,
-            g20 * a0 + g21 * b0 + c33,
-            norm_mode,
-            h33_tol,
-        )
+        _rect_kernel_item(i, dst, x0, y0, w, h, H, reason, norm_mode, tol, h33_tol, tol2, iw, ih)
+
+
+@nb.njit(**_NB)
+def rect_kernel_serial(dst, x0, y0, w, h, H, reason, norm_mode, tol, h33_tol):
+    """Single-threaded twin of :func:`rect_kernel`, for small inputs."""
+    tol2 = tol * tol
+    iw, ih = 1.0 / w, 1.0 / h
+    for i in range(dst.shape[0]):
+        _rect_kernel_item(i, dst, x0, y0, w, h, H, reason, norm_mode, tol, h33_tol, tol2, iw, ih)
+
+
+@nb.njit(inline="always", **_NB)
+def _affine_kernel_item(i, src, dst, A, reason, tol, tol2):
+    sx0, sy0 = np.float64(src[i, 0, 0]), np.float64(src[i, 0, 1])
+    nx, ny = np.float64(src[i, 1, 0]) - sx0, np.float64(src[i, 1, 1]) - sy0
+    px, py = np.float64(src[i, 2, 0]) - sx0, np.float64(src[i, 2, 1]) - sy0
+    tx0, ty0 = np.float64(dst[i, 0, 0]), np.float64(dst[i, 0, 1])
+    nx2, ny2 = np.float64(dst[i, 1, 0]) - tx0, np.float64(dst[i, 1, 1]) - ty0
+    px2, py2 = np.float64(dst[i, 2, 0]) - tx0, np.float64(dst[i, 2, 1]) - ty0
+    if not np.isfinite(sx0 + sy0 + nx + ny + px + py + tx0 + ty0 + nx2 + ny2 + px2 + py2):
+        reason[i] = NON_FINITE_INPUT
+        A[i, :, :] = 0.0
+        return
+    f1 = nx * py - ny * px
+    n2, p2 = nx * nx + ny * ny, px * px + py * py
+    if n2 == 0.0 or p2 == 0.0:
+        reason[i] = REPEATED_SOURCE_POINT
+        A[i, :, :] = 0.0
+        return
+    if f1 * f1 <= tol2 * n2 * p2:
+        reason[i] = COLLINEAR_SOURCE
+        A[i, :, :] = 0.0
+        return
+    g = 1.0 / f1
+    # F1^-1 = [[py, -px], [-ny, nx]] / f1 after translating by -M1
+    a00, a01 = py * g, -px * g
+    a10, a11 = -ny * g, nx * g
+    m00 = nx2 * a00 + px2 * a10
+    m01 = nx2 * a01 + px2 * a11
+    m10 = ny2 * a00 + py2 * a10
+    m11 = ny2 * a01 + py2 * a11
+    A[i, 0, 0] = m00
+    A[i, 0, 1] = m01
+    A[i, 0, 2] = tx0 - m00 * sx0 - m01 * sy0
+    A[i, 1, 0] = m10
+    A[i, 1, 1] = m11
+    A[i, 1, 2] = ty0 - m10 * sx0 - m11 * sy0
+    reason[i] = OK
 
 
 @nb.njit(parallel=True, **_NB)
@@ -363,41 +382,43 @@ def affine_kernel(src, dst, A, reason, tol):
     """3-point affine: src, dst (B, 3, 2) -> A (B, 2, 3), dst_A_src = F2 * F1^-1."""
     tol2 = tol * tol
     for i in nb.prange(src.shape[0]):
-        sx0, sy0 = np.float64(src[i, 0, 0]), np.float64(src[i, 0, 1])
-        nx, ny = np.float64(src[i, 1, 0]) - sx0, np.float64(src[i, 1, 1]) - sy0
-        px, py = np.float64(src[i, 2, 0]) - sx0, np.float64(src[i, 2, 1]) - sy0
-        tx0, ty0 = np.float64(dst[i, 0, 0]), np.float64(dst[i, 0, 1])
-        nx2, ny2 = np.float64(dst[i, 1, 0]) - tx0, np.float64(dst[i, 1, 1]) - ty0
-        px2, py2 = np.float64(dst[i, 2, 0]) - tx0, np.float64(dst[i, 2, 1]) - ty0
-        if not np.isfinite(sx0 + sy0 + nx + ny + px + py + tx0 + ty0 + nx2 + ny2 + px2 + py2):
-            reason[i] = NON_FINITE_INPUT
-            A[i, :, :] = 0.0
-            continue
-        f1 = nx * py - ny * px
-        n2, p2 = nx * nx + ny * ny, px * px + py * py
-        if n2 == 0.0 or p2 == 0.0:
-            reason[i] = REPEATED_SOURCE_POINT
-            A[i, :, :] = 0.0
-            continue
-        if f1 * f1 <= tol2 * n2 * p2:
-            reason[i] = COLLINEAR_SOURCE
-            A[i, :, :] = 0.0
-            continue
-        g = 1.0 / f1
-        # F1^-1 = [[py, -px], [-ny, nx]] / f1 after translating by -M1
-        a00, a01 = py * g, -px * g
-        a10, a11 = -ny * g, nx * g
-        m00 = nx2 * a00 + px2 * a10
-        m01 = nx2 * a01 + px2 * a11
-        m10 = ny2 * a00 + py2 * a10
-        m11 = ny2 * a01 + py2 * a11
-        A[i, 0, 0] = m00
-        A[i, 0, 1] = m01
-        A[i, 0, 2] = tx0 - m00 * sx0 - m01 * sy0
-        A[i, 1, 0] = m10
-        A[i, 1, 1] = m11
-        A[i, 1, 2] = ty0 - m10 * sx0 - m11 * sy0
-        reason[i] = OK
+        _affine_kernel_item(i, src, dst, A, reason, tol, tol2)
+
+
+@nb.njit(**_NB)
+def affine_kernel_serial(src, dst, A, reason, tol):
+    """Single-threaded twin of :func:`affine_kernel`, for small inputs."""
+    tol2 = tol * tol
+    for i in range(src.shape[0]):
+        _affine_kernel_item(i, src, dst, A, reason, tol, tol2)
+
+
+@nb.njit(inline="always", **_NB)
+def _msac_kernel_item(k, H, valid, src, dst, thr2, scores, counts, n):
+    if not valid[k]:
+        scores[k] = np.inf
+        counts[k] = 0
+        return
+    h00, h01, h02 = H[k, 0, 0], H[k, 0, 1], H[k, 0, 2]
+    h10, h11, h12 = H[k, 1, 0], H[k, 1, 1], H[k, 1, 2]
+    h20, h21, h22 = H[k, 2, 0], H[k, 2, 1], H[k, 2, 2]
+    s = 0.0
+    c = 0
+    for j in range(n):
+        x, y = src[j, 0], src[j, 1]
+        w = h20 * x + h21 * y + h22
+        e = thr2
+        if w != 0.0:
+            iw = 1.0 / w
+            dx = (h00 * x + h01 * y + h02) * iw - dst[j, 0]
+            dy = (h10 * x + h11 * y + h12) * iw - dst[j, 1]
+            e2 = dx * dx + dy * dy
+            if e2 < thr2:
+                e = e2
+                c += 1
+        s += e
+    scores[k] = s
+    counts[k] = c
 
 
 @nb.njit(parallel=True, **_NB)
@@ -406,41 +427,38 @@ def msac_kernel(H, valid, src, dst, thr2, scores, counts):
     sum (MSAC, lower is better) and inlier count. Invalid hypotheses get +inf."""
     n = src.shape[0]
     for k in nb.prange(H.shape[0]):
-        if not valid[k]:
-            scores[k] = np.inf
-            counts[k] = 0
-            continue
-        h00, h01, h02 = H[k, 0, 0], H[k, 0, 1], H[k, 0, 2]
-        h10, h11, h12 = H[k, 1, 0], H[k, 1, 1], H[k, 1, 2]
-        h20, h21, h22 = H[k, 2, 0], H[k, 2, 1], H[k, 2, 2]
-        s = 0.0
-        c = 0
-        for j in range(n):
-            x, y = src[j, 0], src[j, 1]
-            w = h20 * x + h21 * y + h22
-            e = thr2
-            if w != 0.0:
-                iw = 1.0 / w
-                dx = (h00 * x + h01 * y + h02) * iw - dst[j, 0]
-                dy = (h10 * x + h11 * y + h12) * iw - dst[j, 1]
-                e2 = dx * dx + dy * dy
-                if e2 < thr2:
-                    e = e2
-                    c += 1
-            s += e
-        scores[k] = s
-        counts[k] = c
+        _msac_kernel_item(k, H, valid, src, dst, thr2, scores, counts, n)
+
+
+@nb.njit(**_NB)
+def msac_kernel_serial(H, valid, src, dst, thr2, scores, counts):
+    """Single-threaded twin of :func:`msac_kernel`, for small inputs."""
+    n = src.shape[0]
+    for k in range(H.shape[0]):
+        _msac_kernel_item(k, H, valid, src, dst, thr2, scores, counts, n)
+
+
+@nb.njit(inline="always", **_NB)
+def _transfer_error_kernel_item(j, H, src, dst, out):
+    x, y = src[j, 0], src[j, 1]
+    w = H[2, 0] * x + H[2, 1] * y + H[2, 2]
+    if w == 0.0:
+        out[j] = np.inf
+        return
+    dx = (H[0, 0] * x + H[0, 1] * y + H[0, 2]) / w - dst[j, 0]
+    dy = (H[1, 0] * x + H[1, 1] * y + H[1, 2]) / w - dst[j, 1]
+    out[j] = dx * dx + dy * dy
 
 
 @nb.njit(parallel=True, **_NB)
 def transfer_error_kernel(H, src, dst, out):
     """Squared transfer error of one H (3, 3) on N correspondences; inf behind the camera."""
     for j in nb.prange(src.shape[0]):
-        x, y = src[j, 0], src[j, 1]
-        w = H[2, 0] * x + H[2, 1] * y + H[2, 2]
-        if w == 0.0:
-            out[j] = np.inf
-            continue
-        dx = (H[0, 0] * x + H[0, 1] * y + H[0, 2]) / w - dst[j, 0]
-        dy = (H[1, 0] * x + H[1, 1] * y + H[1, 2]) / w - dst[j, 1]
-        out[j] = dx * dx + dy * dy
+        _transfer_error_kernel_item(j, H, src, dst, out)
+
+
+@nb.njit(**_NB)
+def transfer_error_kernel_serial(H, src, dst, out):
+    """Single-threaded twin of :func:`transfer_error_kernel`, for small inputs."""
+    for j in range(src.shape[0]):
+        _transfer_error_kernel_item(j, H, src, dst, out)

@@ -44,6 +44,9 @@ _NORMS = {"h33": 0, "frobenius": 1}
 # squared-distance ratio for coincident points. float32 inputs carry ~1e-7 relative rounding.
 _TOL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 1e-6}
 _H33_TOL = 1e-14
+# Below this many items a parallel launch costs more than it saves (thread wake-up, worse when
+# the cores are shared), so the single-threaded twin of each kernel runs instead.
+PARALLEL_MIN_ITEMS = 16_384
 
 
 @dataclass(frozen=True)
@@ -116,9 +119,8 @@ def solve_four_point(
         raise ValueError(f"src and dst batch sizes differ: {s.shape[0]} vs {d.shape[0]}")
     H = np.empty((s.shape[0], 3, 3), dtype=s.dtype)
     reason = np.empty(s.shape[0], dtype=np.uint8)
-    K.four_point_kernel(
-        s, d, H, reason, _METHODS[method], _NORMS[normalize], _TOL[s.dtype], _H33_TOL
-    )
+    kernel = K.four_point_kernel if len(s) >= PARALLEL_MIN_ITEMS else K.four_point_kernel_serial
+    kernel(s, d, H, reason, _METHODS[method], _NORMS[normalize], _TOL[s.dtype], _H33_TOL)
     return FourPointResult(H, reason == Reason.OK, reason)
 
 
@@ -145,7 +147,8 @@ def rect_to_quad(
     d = _as_points(dst, 4, "dst", dtype)
     H = np.empty((d.shape[0], 3, 3), dtype=d.dtype)
     reason = np.empty(d.shape[0], dtype=np.uint8)
-    K.rect_kernel(d, x0, y0, w, h, H, reason, _NORMS[normalize], _TOL[d.dtype], _H33_TOL)
+    kernel = K.rect_kernel if len(d) >= PARALLEL_MIN_ITEMS else K.rect_kernel_serial
+    kernel(d, x0, y0, w, h, H, reason, _NORMS[normalize], _TOL[d.dtype], _H33_TOL)
     return FourPointResult(H, reason == Reason.OK, reason)
 
 
@@ -166,7 +169,8 @@ def affine_from_3_points(
         raise ValueError(f"src and dst batch sizes differ: {s.shape[0]} vs {d.shape[0]}")
     A = np.empty((s.shape[0], 2, 3), dtype=s.dtype)
     reason = np.empty(s.shape[0], dtype=np.uint8)
-    K.affine_kernel(s, d, A, reason, _TOL[s.dtype])
+    kernel = K.affine_kernel if len(s) >= PARALLEL_MIN_ITEMS else K.affine_kernel_serial
+    kernel(s, d, A, reason, _TOL[s.dtype])
     return AffineResult(A, reason == Reason.OK, reason)
 
 

@@ -30,17 +30,21 @@ Conventions (inputs and outputs, everywhere in this module):
   normalised internally, any non-zero norm accepted; ``q`` and ``-q`` give the same loss) or a
   rotation matrix (shape ``(*, 3, 3)``). The two sides may use different representations.
 - Camera frame: x right, y down, z forward (OpenCV); depths are along +z, in the units of the
-  positions (metres, say). The loss is unitless (normalised image coordinates).
+  positions (metres, say). The loss is unitless (normalised image coordinates). Poses whose camera
+  axes follow OpenGL (y up, z backward: NeRF, Blender) must be turned first:
+  ``w_R_c @ diag(1, -1, -1)``.
 - Batches: any leading shape ``*``; ``xmin``/``xmax`` are floats or tensors broadcastable to ``*``.
 
 Numerics: nothing is formed as ``1 - cos θ``. With quaternions the relative rotation is taken
 from the difference ``d = ±q̂ - q`` (``vec(d* ⊗ q)`` is the relative quaternion's vector part), so
-``A`` and ``B`` keep full relative precision down to rotation errors of 1e-8 rad in float64 and
-1e-6 rad in float32 (when the quaternions are unit to working precision; an unnormalised ``q̂``
-costs about ``eps·|‖q̂‖/‖q‖ - 1| / θ`` relative). With matrices ``A = ‖R̂ - R‖_F²`` and
-``B = -2 (R̂₃ - R₃)·(c - ĉ)`` (``R₃`` the third row) use entry differences, exact when the matrices
-are orthonormal; their accuracy is limited by ``‖RᵀR - I‖ / θ``. On the CPU the quaternion path
-runs in cache-sized chunks with a hand-written backward.
+``A`` keeps full relative precision, and ``B`` full precision relative to its scale ``2√(A·C)``,
+down to rotation errors of 1e-8 rad in float64 and 1e-6 rad in float32 (when the quaternions are
+unit to working precision; an unnormalised ``q̂`` costs about ``eps·|‖q̂‖/‖q‖ - 1| / θ``
+relative). The sum is well conditioned: ``L >= A/2`` and ``|w1·B| <= A + w2·C``. With matrices,
+``A = ‖R̂ - R‖_F²`` and ``B = -2 (R̂₃ - R₃)·(c - ĉ)`` (``R₃`` the third row) use entry
+differences, exact when the matrices are orthonormal; their accuracy is limited by
+``‖RᵀR - I‖ / θ``. The quaternion path is one autograd Function with a hand-written backward
+(first derivatives only), run in cache-sized chunks on the CPU.
 """
 
 from __future__ import annotations
@@ -70,8 +74,9 @@ __all__ = [
 PoseConvention = Literal["world_to_camera", "camera_to_world"]
 _CONVENTIONS = ("world_to_camera", "camera_to_world")
 
-# Elements per chunk of the CPU quaternion kernel: ~20 live temporaries of this size stay in L2.
-_CPU_CHUNK = 1 << 15
+# Bytes per temporary in a chunk of the CPU quaternion kernel: its ~30 live temporaries stay in
+# the L3 cache and each op is still split over 2 threads (131072 float32 or 65536 float64 pairs).
+_CPU_CHUNK_BYTES = 1 << 19
 
 
 class PoseInputError(ValueError):
@@ -160,9 +165,8 @@ def world_to_camera_pose(
 # Weights of the cross and translation terms
 # ------------------------------------------------------------------------------------------------
 
-# phi(r) = log1p(r) / r and its derivative, by series below _SERIES_R (truncation < 1e-16).
+# The derivative of phi(r) = log1p(r)/r by its series below _SERIES_R (truncation < 1e-16).
 _SERIES_R = 0.05
-_PHI = [(-1.0) ** k / (k + 1) for k in range(12)]
 _DPHI = [(-1.0) ** (k + 1) * (k + 1) / (k + 2) for k in range(11)]
 
 
@@ -178,9 +182,10 @@ class _Phi(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, r: Tensor) -> Tensor:  # type: ignore[override]
-        small = r < _SERIES_R
-        safe = torch.where(small, torch.ones_like(r), r)
-        out = torch.where(small, _horner(_PHI, r), torch.log1p(safe) / safe)
+        # log1p(r)/r is accurate for every r > 0; only r = 0 (xmax = xmin) needs its limit.
+        zero = r == 0
+        safe = torch.where(zero, torch.ones_like(r), r)
+        out = torch.where(zero, torch.ones_like(r), torch.log1p(safe) / safe)
         ctx.save_for_backward(r)
         return out
 
@@ -197,8 +202,10 @@ def inverse_depth_means(xmin: Tensor | float, xmax: Tensor | float) -> tuple[Ten
     """Means of ``1/x`` and ``1/x²`` over ``[xmin, xmax]``: the weights of the B and C terms.
 
     ``w1 = ln(xmax/xmin) / (xmax - xmin)``, computed as ``log1p(r)/(r·xmin)`` with
-    ``r = (xmax - xmin)/xmin`` (a series near ``r = 0``, so ``xmax = xmin`` gives ``1/xmin`` with
-    finite gradients), and ``w2 = 1/(xmin·xmax)``. Requires ``0 < xmin <= xmax`` (unchecked).
+    ``r = (xmax - xmin)/xmin``, which keeps full precision however close xmax is to xmin; at
+    ``xmax = xmin`` it is the limit ``1/xmin``, and its derivative uses a series for small ``r``, so
+    gradients stay finite and accurate there. ``w2 = 1/(xmin·xmax)``. Requires
+    ``0 < xmin <= xmax`` (unchecked). Floats take the dtype of the tensor argument.
 
     Args:
         xmin, xmax: tensors of any broadcastable shapes, or floats.
@@ -210,11 +217,13 @@ def inverse_depth_means(xmin: Tensor | float, xmax: Tensor | float) -> tuple[Ten
         >>> inverse_depth_means(torch.tensor(2.0), torch.tensor(2.0))
         (tensor(0.5000), tensor(0.2500))
     """
-    xmin_t = torch.as_tensor(xmin)
-    xmax_t = torch.as_tensor(xmax)
-    if not xmin_t.is_floating_point():
-        xmin_t = xmin_t.to(torch.get_default_dtype())
-    xmax_t = xmax_t.to(xmin_t)
+    given = [t for t in (xmin, xmax) if isinstance(t, Tensor)]
+    floats = [t.dtype for t in given if t.is_floating_point()]
+    dtype = torch.promote_types(floats[0], floats[-1]) if floats else torch.get_default_dtype()
+    device = given[0].device if given else None
+    # floats go straight to ``dtype`` (never through float32 first)
+    xmin_t = torch.as_tensor(xmin, dtype=dtype, device=device)
+    xmax_t = torch.as_tensor(xmax, dtype=dtype, device=device)
     r = (xmax_t - xmin_t) / xmin_t
     w1 = _Phi.apply(r) / xmin_t
     w2 = 1.0 / (xmin_t * xmax_t)
@@ -222,17 +231,17 @@ def inverse_depth_means(xmin: Tensor | float, xmax: Tensor | float) -> tuple[Ten
 
 
 # ------------------------------------------------------------------------------------------------
-# Quaternion kernel: (q̂, q, Δ = c - ĉ) -> (A, B), chunked on the CPU, hand-written backward
+# Quaternion kernel: the whole loss, chunked on the CPU, with a hand-written backward
 # ------------------------------------------------------------------------------------------------
 
 
-def _quat_forward_chunk(h: Tensor, q: Tensor, D: Tensor, with_grad_parts: bool = False):
-    """``h``, ``q``: (4, n) rows w, x, y, z; ``D``: (3, n). Returns A, B (and backward parts)."""
-    hw, hx, hy, hz = h
-    qw, qx, qy, qz = q
+def _quat_core(h: Tensor, q: Tensor, D: tuple[Tensor, Tensor, Tensor]):
+    """A, B and the parts the backward needs; ``h``, ``q``: (m, 4) (w, x, y, z), ``D = c - ĉ``."""
+    hw, hx, hy, hz = h.unbind(-1)
+    qw, qx, qy, qz = q.unbind(-1)
     dot = hw * qw + hx * qx + hy * qy + hz * qz
     s = torch.where(dot < 0, -1.0, 1.0).to(dot.dtype)
-    pw = dot.abs()  # scalar part of p = ĥ'* ⊗ q, ĥ' = s·h
+    pw = dot.abs()  # scalar part of p = ĥ'* ⊗ q with ĥ' = s·h (the relative rotation R̂ᵀR)
     # d = s·h - q: exact when s·h and q are close, so p's vector part keeps all its digits.
     dw, dx, dy, dz = s * hw - qw, s * hx - qx, s * hy - qy, s * hz - qz
     # vec(d* ⊗ q) = dw·qv - qw·dv - dv × qv  (= vec(ĥ'* ⊗ q) since vec(q* ⊗ q) = 0)
@@ -243,127 +252,163 @@ def _quat_forward_chunk(h: Tensor, q: Tensor, D: Tensor, with_grad_parts: bool =
     nq = qw * qw + qx * qx + qy * qy + qz * qz
     inv_n2 = 1.0 / (nh * nq)
     pv2 = px * px + py * py + pz * pz
-    A = 8.0 * pv2 * inv_n2
-    # z = third row of R(q) = optical axis of the true camera in the world, unnormalised (×nq)
+    A = 8.0 * pv2 * inv_n2  # 8 sin²(θ/2)
+    # z: third row of R(q) (the true optical axis in the world), times nq
     zx = 2.0 * (qx * qz - qw * qy)
     zy = 2.0 * (qy * qz + qw * qx)
     zz = (qw * qw + qz * qz) - (qx * qx + qy * qy)
     Dx, Dy, Dz = D
-    # ẑ - z = (R(p) - I) z = 2 [pw (pv × z) + pv (pv·z) - z |pv|²] / |p|², so
-    # B = -2 Δ·(ẑ - z) = -4 [pw Δ·(pv × z) + (pv·Δ)(pv·z) - |pv|² (z·Δ)] / (|p|² nq)
+    # ẑ - z = (R(p) - I) z = 2 [pw (pv × z) + pv (pv·z) - z |pv|²] / |p|², |p|² = nh·nq, and
+    # B = 2 tᵀ(I - R_rel)n = -2 Δ·(ẑ - z)
     cx, cy, cz = py * zz - pz * zy, pz * zx - px * zz, px * zy - py * zx
-    pz_ = px * zx + py * zy + pz * zz
-    k = -4.0 * inv_n2 / nq
-    B = k * (pw * (cx * Dx + cy * Dy + cz * Dz) + pz_ * (px * Dx + py * Dy + pz * Dz)
-             - pv2 * (zx * Dx + zy * Dy + zz * Dz))  # fmt: skip
-    if not with_grad_parts:
-        return A, B
-    # ẑ - z itself, for dB/dΔ = -2 (ẑ - z)
+    pvz = px * zx + py * zy + pz * zz
     f = 2.0 * inv_n2 / nq
-    gx = f * (pw * cx + pz_ * px - pv2 * zx)
-    gy = f * (pw * cy + pz_ * py - pv2 * zy)
-    gz = f * (pw * cz + pz_ * pz - pv2 * zz)
-    parts = (s, pw, (dw, dx, dy, dz), nh, nq, (gx, gy, gz))
-    return A, B, parts
+    gx = f * (pw * cx + pvz * px - pv2 * zx)
+    gy = f * (pw * cy + pvz * py - pv2 * zy)
+    gz = f * (pw * cz + pvz * pz - pv2 * zz)
+    B = -2.0 * (gx * Dx + gy * Dy + gz * Dz)
+    return A, B, (s, pw, (dw, dx, dy, dz), nh, nq, (gx, gy, gz))
 
 
-def _m_times(D: Tensor, v: tuple[Tensor, Tensor, Tensor, Tensor]) -> tuple[Tensor, ...]:
-    """``M_Δ v`` with ``vᵀ M_Δ v = Δ·Z(v)``, ``Z(v)`` the unnormalised third row of ``R(v)``."""
+def _m_times(D: tuple[Tensor, ...], v: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    """``M_Δ v`` with ``vᵀ M_Δ v = Δ·Z(v)``, ``Z(v)`` the third row of ``R(v)`` times ``|v|²``."""
     a, b, c = D
     w, x, y, z = v
     return (c * w + b * x - a * y, b * w - c * x + a * z, b * z - a * w - c * y,
             a * x + b * y + c * z)  # fmt: skip
 
 
-def _quat_backward_chunk(h: Tensor, q: Tensor, D: Tensor, gA: Tensor, gB: Tensor):
-    """Gradients of ``gA·A + gB·B`` with respect to h (4, n), q (4, n) and Δ (3, n)."""
-    _, _, parts = _quat_forward_chunk(h, q, D, with_grad_parts=True)
-    s, pw, d, nh, nq, g = parts
-    hp = tuple(s * c for c in h)  # ĥ' = s·h
-    qq = tuple(q)
-    # A = 8 (1 - pw²/(nh nq)):
-    #   dA/dĥ' =  16 pw/(nh² nq) [nh d - (ĥ'·d) ĥ'],   dA/dq = -16 pw/(nh nq²) [nq d - (q·d) q]
-    hd = sum(a * b for a, b in zip(hp, d, strict=True))
-    qd = sum(a * b for a, b in zip(qq, d, strict=True))
-    ka_h = 16.0 * gA * pw / (nh * nh * nq)
-    ka_q = -16.0 * gA * pw / (nh * nq * nq)
-    # B = -2 (f(ĥ') - f(q)), f(v) = vᵀMv/|v|²:
-    #   dB/dĥ' = -4 (nh Mĥ' - (ĥ'ᵀMĥ') ĥ')/nh²,     dB/dq = 4 (nq Mq - (qᵀMq) q)/nq²
-    mh = _m_times(D, hp)
-    mq = _m_times(D, qq)
-    hmh = sum(a * b for a, b in zip(hp, mh, strict=True))
-    qmq = sum(a * b for a, b in zip(qq, mq, strict=True))
-    kb_h = -4.0 * gB / (nh * nh)
-    kb_q = 4.0 * gB / (nq * nq)
-    grad_h = torch.stack(
-        [
-            s * (ka_h * (nh * di - hd * hi) + kb_h * (nh * mi - hmh * hi))
-            for di, hi, mi in zip(d, hp, mh, strict=True)
-        ]
-    )
-    grad_q = torch.stack(
-        [
-            ka_q * (nq * di - qd * qi) + kb_q * (nq * mi - qmq * qi)
-            for di, qi, mi in zip(d, qq, mq, strict=True)
-        ]
-    )
-    grad_D = torch.stack([-2.0 * gB * gi for gi in g])
-    return grad_h, grad_q, grad_D
+def _dot(u: tuple[Tensor, ...], v: tuple[Tensor, ...]) -> Tensor:
+    out = u[0] * v[0]
+    for a, b in zip(u[1:], v[1:], strict=True):
+        out = out + a * b
+    return out
 
 
-def _chunk_size(t: Tensor) -> int:
-    return _CPU_CHUNK if t.device.type == "cpu" else max(int(t.shape[-1]), 1)
+def _chunks(n: int, like: Tensor) -> list[slice]:
+    step = _CPU_CHUNK_BYTES // like.element_size() if like.device.type == "cpu" else max(n, 1)
+    return [slice(i, i + step) for i in range(0, n, step)]
 
 
-class _QuatAB(torch.autograd.Function):
-    """(h (4, n), q (4, n), Δ (3, n)) -> (A (n,), B (n,)). Not twice differentiable."""
+def _part(w: Tensor, sl: slice) -> Tensor:
+    return w[sl] if w.dim() else w
+
+
+class _QuaternionLoss(torch.autograd.Function):
+    """(q̂, q (n, 4), ĉ, c (n, 3), w1, w2 (n,) or ()) -> loss, rotation, cross, translation (n,).
+
+    Forward and backward run in chunks that stay in cache; the backward recomputes the
+    forward's parts instead of storing them. Not twice differentiable.
+    """
 
     @staticmethod
-    def forward(ctx, h: Tensor, q: Tensor, D: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
-        n = h.shape[-1]
-        A = h.new_empty(n)
-        B = h.new_empty(n)
-        step = _chunk_size(h)
-        for i in range(0, n, step):
-            sl = slice(i, i + step)
-            a, b = _quat_forward_chunk(h[:, sl], q[:, sl], D[:, sl])
-            A[sl] = a
-            B[sl] = b
-        ctx.save_for_backward(h, q, D)
+    def forward(ctx, h, q, c_est, c_gt, w1, w2):  # type: ignore[override]
+        n = h.shape[0]
+        loss, rotation, cross, translation = (h.new_empty(n) for _ in range(4))
+        for sl in _chunks(n, h):
+            D = (c_gt[sl] - c_est[sl]).unbind(-1)
+            A, B, _ = _quat_core(h[sl], q[sl], D)
+            C = D[0] * D[0] + D[1] * D[1] + D[2] * D[2]
+            rotation[sl] = A
+            torch.mul(_part(w1, sl), B, out=cross[sl])
+            torch.mul(_part(w2, sl), C, out=translation[sl])
+            torch.add(A, cross[sl], out=loss[sl]).add_(translation[sl])
+        ctx.save_for_backward(h, q, c_est, c_gt, w1, w2)
         ctx.set_materialize_grads(False)
-        return A, B
+        return loss, rotation, cross, translation
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, gA: Tensor | None, gB: Tensor | None):  # type: ignore[override]
-        h, q, D = ctx.saved_tensors
-        n = h.shape[-1]
-        gA = torch.zeros_like(h[0]) if gA is None else gA.expand(n)
-        gB = torch.zeros_like(h[0]) if gB is None else gB.expand(n)
-        grad_h, grad_q, grad_D = torch.empty_like(h), torch.empty_like(q), torch.empty_like(D)
-        step = _chunk_size(h)
-        for i in range(0, n, step):
-            sl = slice(i, i + step)
-            gh, gq, gd = _quat_backward_chunk(h[:, sl], q[:, sl], D[:, sl], gA[sl], gB[sl])
-            grad_h[:, sl] = gh
-            grad_q[:, sl] = gq
-            grad_D[:, sl] = gd
+    def backward(ctx, gL, gR, gX, gT):  # type: ignore[override]
+        h, q, c_est, c_gt, w1, w2 = ctx.saved_tensors
+        n = h.shape[0]
+        need = ctx.needs_input_grad
+        zero = h.new_zeros(())
+        gL = zero if gL is None else gL
+        g_rot = gL if gR is None else gL + gR  # d/dA
+        g_cross = gL if gX is None else gL + gX  # d/d(w1·B)
+        g_trans = gL if gT is None else gL + gT  # d/d(w2·C)
+        grad_h = torch.empty_like(h) if need[0] else None
+        grad_q = torch.empty_like(q) if need[1] else None
+        grad_D = torch.empty_like(c_gt) if need[2] or need[3] else None
+        grad_w1 = torch.empty(n, dtype=h.dtype, device=h.device) if need[4] else None
+        grad_w2 = torch.empty(n, dtype=h.dtype, device=h.device) if need[5] else None
+        for sl in _chunks(n, h):
+            D = (c_gt[sl] - c_est[sl]).unbind(-1)
+            _, B, (s, pw, d, nh, nq, g) = _quat_core(h[sl], q[sl], D)
+            gA, gx_ = _part(g_rot, sl), _part(g_cross, sl)
+            gt_ = _part(g_trans, sl)
+            gB = gx_ * _part(w1, sl)
+            gC = gt_ * _part(w2, sl)
+            if grad_w1 is not None:
+                grad_w1[sl] = gx_ * B
+            if grad_w2 is not None:
+                grad_w2[sl] = gt_ * (D[0] * D[0] + D[1] * D[1] + D[2] * D[2])
+            if grad_D is not None:  # dB/dΔ = -2 (ẑ - z), dC/dΔ = 2Δ
+                grad_D[sl] = torch.stack(
+                    [2.0 * (gC * Di - gB * gi) for Di, gi in zip(D, g, strict=True)], -1
+                )
+            hp = tuple(s * c for c in h[sl].unbind(-1))  # ĥ' = s·h
+            qq = tuple(q[sl].unbind(-1))
+            if grad_h is not None:
+                # A = 8 (1 - pw²/(nh nq)):  dA/dĥ' = 16 pw/(nh² nq) [nh d - (ĥ'·d) ĥ']
+                # B = -2 (f(ĥ') - f(q)), f(v) = vᵀMv/|v|²:  dB/dĥ' = -4 (nh Mĥ' - (ĥ'ᵀMĥ') ĥ')/nh²
+                mh = _m_times(D, hp)
+                hd, hmh = _dot(hp, d), _dot(hp, mh)
+                ka = 16.0 * gA * pw / (nh * nh * nq) * s
+                kb = -4.0 * gB / (nh * nh) * s
+                grad_h[sl] = torch.stack(
+                    [
+                        ka * (nh * di - hd * hi) + kb * (nh * mi - hmh * hi)
+                        for di, hi, mi in zip(d, hp, mh, strict=True)
+                    ],
+                    -1,
+                )
+            if grad_q is not None:
+                # dA/dq = -16 pw/(nh nq²) [nq d - (q·d) q],  dB/dq = 4 (nq Mq - (qᵀMq) q)/nq²
+                mq = _m_times(D, qq)
+                qd, qmq = _dot(qq, d), _dot(qq, mq)
+                ka = -16.0 * gA * pw / (nh * nq * nq)
+                kb = 4.0 * gB / (nq * nq)
+                grad_q[sl] = torch.stack(
+                    [
+                        ka * (nq * di - qd * qi) + kb * (nq * mi - qmq * qi)
+                        for di, qi, mi in zip(d, qq, mq, strict=True)
+                    ],
+                    -1,
+                )
         return (
-            grad_h if ctx.needs_input_grad[0] else None,
-            grad_q if ctx.needs_input_grad[1] else None,
-            grad_D if ctx.needs_input_grad[2] else None,
+            grad_h,
+            grad_q,
+            None if grad_D is None or not need[2] else -grad_D,
+            grad_D if need[3] else None,
+            None if grad_w1 is None else _reduce_to(grad_w1, w1),
+            None if grad_w2 is None else _reduce_to(grad_w2, w2),
         )
 
 
-def _terms_quaternion(q_est: Tensor, q_gt: Tensor, delta: Tensor) -> tuple[Tensor, Tensor]:
-    shape = delta.shape[:-1]
+def _reduce_to(grad: Tensor, like: Tensor) -> Tensor:
+    return grad.sum() if like.dim() == 0 else grad
+
+
+def _loss_quaternion(
+    q_est: Tensor, q_gt: Tensor, c_est: Tensor, c_gt: Tensor, w1: Tensor, w2: Tensor
+) -> PoseLossTerms:
+    shape = torch.broadcast_shapes(
+        q_est.shape[:-1], q_gt.shape[:-1], c_est.shape[:-1], c_gt.shape[:-1], w1.shape, w2.shape
+    )
     n = shape.numel()
-    # component rows (k, n), contiguous so that each chunk reads contiguous memory
-    h = q_est.expand(*shape, 4).reshape(n, 4).t().contiguous()
-    q = q_gt.expand(*shape, 4).reshape(n, 4).t().contiguous()
-    D = delta.reshape(n, 3).t().contiguous()
-    A, B = _QuatAB.apply(h, q, D)
-    return A.reshape(shape), B.reshape(shape)
+
+    def flat(t: Tensor, k: int) -> Tensor:
+        return t.expand(*shape, k).reshape(n, k)
+
+    def weight(w: Tensor) -> Tensor:
+        return w if w.dim() == 0 else w.expand(shape).reshape(n)
+
+    outs = _QuaternionLoss.apply(
+        flat(q_est, 4), flat(q_gt, 4), flat(c_est, 3), flat(c_gt, 3), weight(w1), weight(w2)
+    )
+    return PoseLossTerms(*(o.reshape(shape) for o in outs))
 
 
 def _terms_matrix(R_est: Tensor, R_gt: Tensor, delta: Tensor) -> tuple[Tensor, Tensor]:
@@ -392,7 +437,8 @@ def homography_pose_loss_terms(
 ) -> PoseLossTerms:
     """Per-pair homography loss and its rotation, cross and translation terms.
 
-    Differentiable with respect to every tensor argument; runs on the inputs' device and dtype.
+    Differentiable with respect to every tensor argument (once: no double backward when both
+    rotations are quaternions); runs on the inputs' device and dtype.
     Values are not checked (a zero quaternion gives NaN): call :func:`check_pose_loss_inputs`
     first on untrusted data.
 
@@ -429,21 +475,20 @@ def homography_pose_loss_terms(
     _check_last_dim(position_gt, 3, "position_gt")
     _check_rotation_shape(rotation_est, "rotation_est")
     _check_rotation_shape(rotation_gt, "rotation_gt")
-    c_est, r_est = world_to_camera_pose(position_est, rotation_est, convention)
-    c_gt, r_gt = world_to_camera_pose(position_gt, rotation_gt, convention)
-    delta = c_gt - c_est  # Δ = c - ĉ; t = R̂Δ has the same norm
-    dtype = delta.dtype
+    dtype = position_est.dtype
+    for t in (rotation_est, position_gt, rotation_gt):
+        dtype = torch.promote_types(dtype, t.dtype)
     if not dtype.is_floating_point:
-        raise TypeError(f"positions must be floating point, got {dtype}")
-    w1, w2 = inverse_depth_means(_as(xmin, delta), _as(xmax, delta))
+        raise TypeError(f"poses must be floating point, got {dtype}")
+    c_est, r_est = world_to_camera_pose(position_est.to(dtype), rotation_est.to(dtype), convention)
+    c_gt, r_gt = world_to_camera_pose(position_gt.to(dtype), rotation_gt.to(dtype), convention)
+    w1, w2 = inverse_depth_means(_as(xmin, c_est), _as(xmax, c_est))
     if _is_quaternion(r_est) and _is_quaternion(r_gt):
-        batch = torch.broadcast_shapes(delta.shape[:-1], r_est.shape[:-1], r_gt.shape[:-1])
-        delta = delta.expand(*batch, 3)
-        A, B = _terms_quaternion(r_est, r_gt, delta)
-    else:
-        R_est = r_est if not _is_quaternion(r_est) else quaternion_to_rotation_matrix(r_est)
-        R_gt = r_gt if not _is_quaternion(r_gt) else quaternion_to_rotation_matrix(r_gt)
-        A, B = _terms_matrix(R_est, R_gt, delta)
+        return _loss_quaternion(r_est, r_gt, c_est, c_gt, w1, w2)
+    R_est = r_est if not _is_quaternion(r_est) else quaternion_to_rotation_matrix(r_est)
+    R_gt = r_gt if not _is_quaternion(r_gt) else quaternion_to_rotation_matrix(r_gt)
+    delta = c_gt - c_est  # Δ = c - ĉ; t = R̂Δ has the same norm
+    A, B = _terms_matrix(R_est, R_gt, delta)
     C = delta.square().sum(-1)
     cross = w1 * B
     translation = w2 * C

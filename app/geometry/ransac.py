@@ -10,7 +10,7 @@ import numpy as np
 
 from app.geometry import _kernels as K
 from app.geometry.dlt import dlt_homography
-from app.geometry.four_point import solve_four_point
+from app.geometry.four_point import PARALLEL_MIN_ITEMS, solve_four_point
 from app.geometry.reasons import Reason
 
 __all__ = ["RansacResult", "ransac_homography"]
@@ -48,7 +48,12 @@ def _required_iterations(inlier_ratio: float, confidence: float, sample: int = 4
 
 def _inliers(H: np.ndarray, src: np.ndarray, dst: np.ndarray, thr2: float) -> np.ndarray:
     err = np.empty(src.shape[0])
-    K.transfer_error_kernel(np.ascontiguousarray(H, dtype=np.float64), src, dst, err)
+    kernel = (
+        K.transfer_error_kernel
+        if len(src) >= PARALLEL_MIN_ITEMS
+        else K.transfer_error_kernel_serial
+    )
+    kernel(np.ascontiguousarray(H, dtype=np.float64), src, dst, err)
     return err < thr2, err
 
 
@@ -100,7 +105,8 @@ def ransac_homography(
         hyp = solve_four_point(s[idx], d[idx])  # repeated indices are flagged as repeated points
         scores = np.empty(k)
         counts = np.empty(k, dtype=np.int64)
-        K.msac_kernel(hyp.dst_H_src, hyp.valid, s, d, thr2, scores, counts)
+        msac = K.msac_kernel if k * n >= 8 * PARALLEL_MIN_ITEMS else K.msac_kernel_serial
+        msac(hyp.dst_H_src, hyp.valid, s, d, thr2, scores, counts)
         drawn += k
         j = int(np.argmin(scores))
         if scores[j] < best_score:
