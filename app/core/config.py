@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -46,12 +46,56 @@ class Settings(BaseSettings):
     onnx_providers: tuple[str, ...] = ("CUDAExecutionProvider", "CPUExecutionProvider")
     torch_threads: int = Field(0, ge=0, description="0 keeps torch's default.")
 
+    # /estimate
+    estimate_max_batch: int = Field(16, ge=1, le=1024, description="Pairs per ONNX call, at most.")
+    estimate_max_wait_ms: float = Field(
+        5.0, ge=0, le=1000, description="Longest a pair waits for others to join its batch."
+    )
+    estimate_queue_size: int = Field(
+        64, ge=1, description="Pairs waiting for inference beyond which /estimate answers 503."
+    )
+    max_image_pixels: int = Field(
+        40_000_000, ge=256, le=100_000_000, description="Largest image (from its header)."
+    )
+    min_image_side: int = Field(16, ge=1, description="Smallest width/height of an image.")
+    classification_model_path: Path | None = Field(
+        None, description="A second HomographyNet (classification head): /estimate?model=..."
+    )
+    onnx_threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads; 0: default.")
+
+    # /refine (images are limited by max_image_pixels above)
+    refine_max_iterations: int = Field(
+        500, ge=1, le=10_000, description="Largest per-level max_iterations a request may ask."
+    )
+    refine_max_seconds: float = Field(
+        30.0, gt=0, le=600, description="Largest time budget a /refine request may ask."
+    )
+    refine_default_seconds: float = Field(
+        5.0, gt=0, le=600, description="Time budget of a /refine request that names none."
+    )
+    refine_device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Where the aligner runs; auto: CUDA when available."
+    )
+    refine_overlay_max_side: int = Field(
+        1024, ge=64, le=4096, description="Long side of the optional overlay PNG, at most."
+    )
+
+    # Security (both off by default)
+    api_key: SecretStr | None = Field(
+        None,
+        description="When set, every endpoint but /health, /ready and /metrics needs it "
+        "(header X-API-Key or Authorization: Bearer).",
+    )
+    cors_origins: tuple[str, ...] = Field((), description="Origins allowed by CORS; none: off.")
+
     @model_validator(mode="after")
     def _check_limits(self) -> Settings:
         if self.max_json_body_bytes > self.max_body_bytes:
             raise ValueError("max_json_body_bytes must not exceed max_body_bytes")
         if self.max_solve_json_batch > self.max_solve_batch:
             raise ValueError("max_solve_json_batch must not exceed max_solve_batch")
+        if self.refine_default_seconds > self.refine_max_seconds:
+            raise ValueError("refine_default_seconds must not exceed refine_max_seconds")
         return self
 
 
