@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 Point = tuple[float, float]
-Matrix3 = tuple[tuple[float, float, float], tuple[float, float, float], tuple[float, float, float]]
+Row3 = Annotated[list[float], Field(min_length=3, max_length=3)]
+Matrix3 = Annotated[list[Row3], Field(min_length=3, max_length=3, description="3x3, row-major")]
 
 
 class RansacParams(BaseModel):
