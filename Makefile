@@ -7,7 +7,7 @@ CONSTRAINTS ?= constraints/cpu.txt
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install serve test lint bench clean
+.PHONY: install serve test lint audit load clean
 
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,13 @@ test: install
 
 lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+# needs the PyPI JSON API or OSV (not reachable from the CI sandbox)
+audit: install
+	$(VENV)/bin/pip-audit --skip-editable
+
+load: install
+	$(PY) bench/load.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -79,6 +79,15 @@ class Settings(BaseSettings):
     refine_overlay_max_side: int = Field(
         1024, ge=64, le=4096, description="Long side of the optional overlay PNG, at most."
     )
+    refine_max_concurrent: int = Field(
+        2, ge=1, le=64, description="Alignments running at once on a CPU (1 on a GPU)."
+    )
+    refine_max_work_pixels: int = Field(
+        4_000_000,
+        ge=4096,
+        le=100_000_000,
+        description="Larger images are aligned at about this many pixels (b_H_a is rescaled).",
+    )
 
     # Security (both off by default)
     api_key: SecretStr | None = Field(
