@@ -462,3 +462,110 @@ def transfer_error_kernel_serial(H, src, dst, out):
     """Single-threaded twin of :func:`transfer_error_kernel`, for small inputs."""
     for j in range(src.shape[0]):
         _transfer_error_kernel_item(j, H, src, dst, out)
+
+
+# ---------------------------------------------------------------------------------------------
+# ACA with H33 = 1, the common case, in blocks: a branch-free pass computes a block of items
+# into a small buffer, a second pass writes them and sends the few flagged items (degenerate,
+# H33 ~ 0, non-finite) through the per-item path above, which classifies them exactly. Same
+# arithmetic in the same order as ``_four_point_kernel_item``, so results are bit-identical.
+_BLOCK = 128
+
+
+@nb.njit(inline="always", **_NB)
+def _aca_h33_block(b, src, dst, H, reason, tol, h33_tol, tol2, buf):
+    n = src.shape[0]
+    lo = b * _BLOCK
+    m = min(_BLOCK, n - lo)
+    inv_tol = 1.0 / h33_tol
+    for j in range(m):
+        i = lo + j
+        sx0, sy0 = np.float64(src[i, 0, 0]), np.float64(src[i, 0, 1])
+        sx1, sy1 = np.float64(src[i, 1, 0]), np.float64(src[i, 1, 1])
+        sx2, sy2 = np.float64(src[i, 2, 0]), np.float64(src[i, 2, 1])
+        sx3, sy3 = np.float64(src[i, 3, 0]), np.float64(src[i, 3, 1])
+        tx0, ty0 = np.float64(dst[i, 0, 0]), np.float64(dst[i, 0, 1])
+        tx1, ty1 = np.float64(dst[i, 1, 0]), np.float64(dst[i, 1, 1])
+        tx2, ty2 = np.float64(dst[i, 2, 0]), np.float64(dst[i, 2, 1])
+        tx3, ty3 = np.float64(dst[i, 3, 0]), np.float64(dst[i, 3, 1])
+        nx, ny = sx1 - sx0, sy1 - sy0
+        px, py = sx2 - sx0, sy2 - sy0
+        qx, qy = sx3 - sx0, sy3 - sy0
+        f1 = nx * py - ny * px
+        a3 = qx * py - qy * px
+        b3 = nx * qy - ny * qx
+        w1 = f1 - a3 - b3
+        nx2, ny2 = tx1 - tx0, ty1 - ty0
+        px2, py2 = tx2 - tx0, ty2 - ty0
+        qx2, qy2 = tx3 - tx0, ty3 - ty0
+        f2 = nx2 * py2 - ny2 * px2
+        a4 = qx2 * py2 - qy2 * px2
+        b4 = nx2 * qy2 - ny2 * qx2
+        w2 = f2 - a4 - b4
+        s1 = max(nx * nx + ny * ny, px * px + py * py, qx * qx + qy * qy)
+        s2 = max(nx2 * nx2 + ny2 * ny2, px2 * px2 + py2 * py2, qx2 * qx2 + qy2 * qy2)
+        # > 0 iff both quads are in general position (the test of _degenerate, branch-free)
+        general = min(
+            min(f1 * f1, a3 * a3, b3 * b3, w1 * w1) - tol2 * s1 * s1,
+            min(f2 * f2, a4 * a4, b4 * b4, w2 * w2) - tol2 * s2 * s2,
+        )
+        c11 = b3 * a4 * w1
+        c22 = a3 * b4 * w1
+        c33 = a3 * b3 * w2
+        g00 = c11 * tx1 - c33 * tx0
+        g10 = c11 * ty1 - c33 * ty0
+        g20 = c11 - c33
+        g01 = c22 * tx2 - c33 * tx0
+        g11 = c22 * ty2 - c33 * ty0
+        g21 = c22 - c33
+        ta = px * sy0 - py * sx0
+        tb = ny * sx0 - nx * sy0
+        cf = c33 * f1
+        s = 1.0 / (g20 * ta + g21 * tb + cf)
+        buf[0, j] = (g00 * py - g01 * ny) * s
+        buf[1, j] = (g01 * nx - g00 * px) * s
+        buf[2, j] = (g00 * ta + g01 * tb + cf * tx0) * s
+        buf[3, j] = (g10 * py - g11 * ny) * s
+        buf[4, j] = (g11 * nx - g10 * px) * s
+        buf[5, j] = (g10 * ta + g11 * tb + cf * ty0) * s
+        buf[6, j] = (g20 * py - g21 * ny) * s
+        buf[7, j] = (g21 * nx - g20 * px) * s
+        buf[8, j] = general
+    for j in range(m):
+        i = lo + j
+        big = max(
+            abs(buf[0, j]), abs(buf[1, j]), abs(buf[2, j]), abs(buf[3, j]),
+            abs(buf[4, j]), abs(buf[5, j]), abs(buf[6, j]), abs(buf[7, j]),
+        )  # fmt: skip
+        # |H33| > h33_tol * max|H_ij|  <=>  max|H_ij / H33| < 1 / h33_tol (and finite)
+        if buf[8, j] > 0.0 and big < inv_tol:
+            H[i, 0, 0] = buf[0, j]
+            H[i, 0, 1] = buf[1, j]
+            H[i, 0, 2] = buf[2, j]
+            H[i, 1, 0] = buf[3, j]
+            H[i, 1, 1] = buf[4, j]
+            H[i, 1, 2] = buf[5, j]
+            H[i, 2, 0] = buf[6, j]
+            H[i, 2, 1] = buf[7, j]
+            H[i, 2, 2] = 1.0
+            reason[i] = OK
+        else:
+            _four_point_kernel_item(i, src, dst, H, reason, 0, 0, tol, h33_tol, tol2)
+
+
+@nb.njit(parallel=True, **_NB)
+def aca_h33_kernel(src, dst, H, reason, tol, h33_tol):
+    """ACA normalised to H33 = 1 (the default of ``solve_four_point``), block by block."""
+    tol2 = tol * tol
+    for b in nb.prange((src.shape[0] + _BLOCK - 1) // _BLOCK):
+        buf = np.empty((9, _BLOCK))
+        _aca_h33_block(b, src, dst, H, reason, tol, h33_tol, tol2, buf)
+
+
+@nb.njit(**_NB)
+def aca_h33_kernel_serial(src, dst, H, reason, tol, h33_tol):
+    """Single-threaded twin of :func:`aca_h33_kernel`, for small inputs."""
+    tol2 = tol * tol
+    buf = np.empty((9, _BLOCK))
+    for b in range((src.shape[0] + _BLOCK - 1) // _BLOCK):
+        _aca_h33_block(b, src, dst, H, reason, tol, h33_tol, tol2, buf)

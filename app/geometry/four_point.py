@@ -119,8 +119,13 @@ def solve_four_point(
         raise ValueError(f"src and dst batch sizes differ: {s.shape[0]} vs {d.shape[0]}")
     H = np.empty((s.shape[0], 3, 3), dtype=s.dtype)
     reason = np.empty(s.shape[0], dtype=np.uint8)
-    kernel = K.four_point_kernel if len(s) >= PARALLEL_MIN_ITEMS else K.four_point_kernel_serial
-    kernel(s, d, H, reason, _METHODS[method], _NORMS[normalize], _TOL[s.dtype], _H33_TOL)
+    parallel = len(s) >= PARALLEL_MIN_ITEMS
+    if method == "aca" and normalize == "h33":  # the default: blocked, branch-free hot loop
+        kernel = K.aca_h33_kernel if parallel else K.aca_h33_kernel_serial
+        kernel(s, d, H, reason, _TOL[s.dtype], _H33_TOL)
+    else:
+        kernel = K.four_point_kernel if parallel else K.four_point_kernel_serial
+        kernel(s, d, H, reason, _METHODS[method], _NORMS[normalize], _TOL[s.dtype], _H33_TOL)
     return FourPointResult(H, reason == Reason.OK, reason)
 
 

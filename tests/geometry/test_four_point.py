@@ -114,6 +114,28 @@ class TestSolveFourPoint:
         assert both.mean() > 0.99
         np.testing.assert_allclose(a.dst_H_src[both], s.dst_H_src[both], rtol=1e-6, atol=1e-9)
 
+    def test_blocked_default_path_matches_per_item_path(self):
+        # aca + h33 runs the blocked kernel (parallel above 16k items); frobenius runs the
+        # per-item kernel: same matrices up to scale and the same reasons, degenerate items too
+        rng = np.random.default_rng(7)
+        n = 40_000
+        src = rng.uniform(0, 640, (n, 4, 2))
+        dst = src + rng.uniform(-40, 40, src.shape)
+        bad = rng.choice(n, 300, replace=False)
+        src[bad[:100], 1] = src[bad[:100], 0]  # repeated
+        dst[bad[100:200], 2] = (dst[bad[100:200], 0] + dst[bad[100:200], 1]) / 2  # collinear
+        src[bad[200:], 3, 0] = np.nan
+        a = solve_four_point(src, dst)
+        f = solve_four_point(src, dst, normalize="frobenius")
+        np.testing.assert_array_equal(a.reason, f.reason)
+        assert (~a.valid).sum() == 300
+        ok = a.valid
+        np.testing.assert_allclose(
+            f.dst_H_src[ok] / f.dst_H_src[ok][:, 2:3, 2:3], a.dst_H_src[ok], rtol=1e-9, atol=1e-12
+        )
+        serial = solve_four_point(src[:1000], dst[:1000])
+        np.testing.assert_array_equal(serial.dst_H_src, a.dst_H_src[:1000])
+
     def test_frobenius_normalisation(self):
         rng = np.random.default_rng(1)
         src = rng.uniform(0, 100, (50, 4, 2))
