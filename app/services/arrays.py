@@ -42,14 +42,48 @@ def _parse_npy(buf: memoryview, name: str) -> np.ndarray:
     return arr.reshape(shape, order="F" if fortran else "C")
 
 
-def load_arrays(body: bytes | bytearray, max_uncompressed: int) -> dict[str, np.ndarray]:
-    """Arrays of a .npz (by member name) or a single .npy (as ``{"array": ...}``)."""
-    if body.startswith(NPY_MAGIC):
-        return {"array": _parse_npy(memoryview(body), "array")}
-    if not body.startswith(ZIP_MAGIC):
+class _BufferReader(io.RawIOBase):
+    """A seekable, read-only file over a buffer, without copying it (``io.BytesIO`` copies
+    anything but ``bytes``)."""
+
+    def __init__(self, view: memoryview) -> None:
+        super().__init__()
+        self._view, self._pos = view, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, b) -> int:  # type: ignore[override]
+        n = max(0, min(len(b), len(self._view) - self._pos))
+        b[:n] = self._view[self._pos : self._pos + n]
+        self._pos += n
+        return n
+
+
+def load_arrays(
+    body: bytes | bytearray | memoryview, max_uncompressed: int
+) -> dict[str, np.ndarray]:
+    """Arrays of a .npz (by member name) or a single .npy (as ``{"array": ...}``); the arrays
+    are views of ``body`` where the format allows it."""
+    view = memoryview(body).cast("B")
+    head = bytes(view[:8])
+    if head.startswith(NPY_MAGIC):
+        return {"array": _parse_npy(view, "array")}
+    if not head.startswith(ZIP_MAGIC):
         raise ArrayFormatError("body is neither a .npy nor a .npz file (bad magic bytes)")
     try:
-        zf = zipfile.ZipFile(io.BytesIO(body))
+        zf = zipfile.ZipFile(_BufferReader(view))
         infos = zf.infolist()
     except zipfile.BadZipFile as exc:
         raise ArrayFormatError(f"body is not a valid .npz archive ({exc})") from exc
@@ -63,11 +97,11 @@ def load_arrays(body: bytes | bytearray, max_uncompressed: int) -> dict[str, np.
         name = info.filename.removesuffix(".npy")
         if info.compress_type == zipfile.ZIP_STORED:
             # stored members are sliced straight out of the body: no copy
-            header = body[info.header_offset : info.header_offset + 30]
+            header = bytes(view[info.header_offset : info.header_offset + 30])
             n_len = int.from_bytes(header[26:28], "little")
             x_len = int.from_bytes(header[28:30], "little")
             start = info.header_offset + 30 + n_len + x_len
-            out[name] = _parse_npy(memoryview(body)[start : start + info.file_size], name)
+            out[name] = _parse_npy(view[start : start + info.file_size], name)
         else:
             out[name] = _parse_npy(memoryview(zf.read(info)), name)
     return out

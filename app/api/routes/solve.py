@@ -138,19 +138,19 @@ async def solve(req: SolveRequest, settings: SettingsDep) -> SolveResponse:
     return resp
 
 
-async def read_body(request: Request) -> bytes | bytearray:
+async def read_body(request: Request) -> bytes | np.ndarray:
     """The request body, copied once into a buffer sized from Content-Length when it is given
     (Starlette's ``body()`` keeps every chunk and joins them: a second full copy)."""
     length = request.headers.get("content-length")
     if length is None or not length.isdigit():
         return await request.body()
-    buf = bytearray(int(length))
+    buf = np.empty(int(length), np.uint8)  # not zero-filled: every byte is written below
     pos = 0
     async for chunk in request.stream():
         end = pos + len(chunk)
         if end > len(buf):
             raise InputError("body is longer than its Content-Length", 400, "body")
-        buf[pos:end] = chunk
+        buf[pos:end] = np.frombuffer(chunk, np.uint8)
         pos = end
     if pos != len(buf):
         raise InputError(f"body ended after {pos} of {len(buf)} bytes", 400, "body")
@@ -158,7 +158,7 @@ async def read_body(request: Request) -> bytes | bytearray:
 
 
 def _arrays_from_body(
-    body: bytes | bytearray, max_batch: int, max_bytes: int
+    body: bytes | np.ndarray, max_batch: int, max_bytes: int
 ) -> tuple[np.ndarray, ...]:
     try:
         arrays = load_arrays(body, max_uncompressed=max_bytes)
