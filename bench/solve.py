@@ -98,6 +98,12 @@ def make_inputs(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return src, dst
 
 
+def iter_chunks(body: bytes, size: int = 1 << 20):
+    view = memoryview(body)
+    for i in range(0, len(body), size):
+        yield bytes(view[i : i + size])
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -143,8 +149,12 @@ def http_rate(n: int, dtype: type, repeats: int) -> float:
                 raise RuntimeError("server did not become ready")
 
             def call() -> None:
+                # the body goes in 1 MiB pieces: httpcore re-slices a single large bytes object
+                # after every partial socket write, which is quadratic in the body size
                 r = c.post(
-                    "/solve/batch", content=body, headers={"content-type": "application/x-npz"}
+                    "/solve/batch",
+                    content=iter_chunks(body),
+                    headers={"content-type": "application/x-npz", "content-length": str(len(body))},
                 )
                 r.raise_for_status()
                 out = np.load(io.BytesIO(r.content), allow_pickle=False)
