@@ -16,10 +16,18 @@ Conventions (defined once, here):
   ``offsets / rho`` (``RHO = 32``).
 * Resizing a full image of size ``(W, H)`` to the patch follows cv2.resize's half-pixel convention:
   ``x_image = (x_patch + 0.5) * W / P - 0.5``; :func:`patch_to_image_matrix` gives this as a 3x3
-  matrix, so ``b_H_a`` between two full images is ``S_b @ inv(a_H_b) @ inv(S_a)``.
+  matrix ``image_S_patch``, so between two full images ``imgB_H_imgA = S_b @ inv(a_H_b) @
+  inv(S_a)``.
+* The training protocol sees a P x P window of a 320x240 image (content at that scale, offsets
+  up to rho = 32 px there). :func:`prepare_centered_pair` feeds a pair the same way: both images
+  resized to ``WORK_SIZE``, the centred P x P window of each, with the matching
+  ``image_S_patch`` (:func:`centered_patch_matrix`); the homography then extends to the whole
+  image by the same conjugation.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import cv2
 import numpy as np
@@ -30,13 +38,16 @@ __all__ = [
     "PATCH_SIZE",
     "RHO",
     "WORK_SIZE",
+    "centered_patch_matrix",
     "denormalize",
     "normalize",
     "offsets_to_target",
     "patch_corners",
     "patch_to_image_matrix",
+    "prepare_centered_pair",
     "prepare_pair",
     "resize_gray",
+    "resized_to_image_matrix",
     "target_to_offsets",
     "to_gray",
 ]
@@ -81,24 +92,24 @@ def resize_gray(image: np.ndarray, size: tuple[int, int] = WORK_SIZE) -> np.ndar
     return cv2.resize(gray, tuple(size), interpolation=interp)
 
 
-def normalize(x):
+def normalize(x: Any) -> Any:
     """uint8-valued pixels (array or tensor, any shape) -> float32 in [-1, 1]."""
     if isinstance(x, np.ndarray):
         return ((x.astype(np.float32) / 255.0) - NORM_MEAN) / NORM_STD
     return ((x.float() / 255.0) - NORM_MEAN) / NORM_STD
 
 
-def denormalize(x):
+def denormalize(x: Any) -> Any:
     """Inverse of :func:`normalize` (float pixel values in [0, 255])."""
     return (x * NORM_STD + NORM_MEAN) * 255.0
 
 
-def offsets_to_target(offsets, rho: float = RHO):
+def offsets_to_target(offsets: Any, rho: float = RHO) -> Any:
     """Offsets in pixels -> regression target (offsets / rho)."""
     return offsets / rho
 
 
-def target_to_offsets(target, rho: float = RHO):
+def target_to_offsets(target: Any, rho: float = RHO) -> Any:
     """Regression target -> offsets in pixels."""
     return target * rho
 
@@ -114,11 +125,7 @@ def patch_to_image_matrix(image_size: tuple[int, int], patch_size: int = PATCH_S
 
     Maps patch pixel coordinates to image pixel coordinates (cv2.resize half-pixel convention).
     """
-    w, h = image_size
-    sx, sy = w / patch_size, h / patch_size
-    return np.array(
-        [[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]], dtype=np.float64
-    )
+    return resized_to_image_matrix(image_size, (patch_size, patch_size))
 
 
 def prepare_pair(
@@ -128,3 +135,48 @@ def prepare_pair(
     a = resize_gray(image_a, (patch_size, patch_size))
     b = resize_gray(image_b, (patch_size, patch_size))
     return normalize(np.stack([a, b])[None])
+
+
+def resized_to_image_matrix(
+    image_size: tuple[int, int], resized_size: tuple[int, int]
+) -> np.ndarray:
+    """3x3 float64 map from pixel coords of an image resized to ``resized_size`` back to the
+    original ``image_size`` (both (width, height); cv2.resize half-pixel convention)."""
+    sx, sy = image_size[0] / resized_size[0], image_size[1] / resized_size[1]
+    return np.array(
+        [[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]], dtype=np.float64
+    )
+
+
+def centered_patch_matrix(
+    image_size: tuple[int, int],
+    work_size: tuple[int, int] = WORK_SIZE,
+    patch_size: int = PATCH_SIZE,
+) -> np.ndarray:
+    """3x3 float64 ``image_S_patch`` for the centred P x P window of the image resized to
+    ``work_size`` (sizes are (width, height)): patch pixel coords -> original image pixel coords."""
+    x0, y0 = (work_size[0] - patch_size) // 2, (work_size[1] - patch_size) // 2
+    T = np.array([[1.0, 0.0, x0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]])
+    return resized_to_image_matrix(image_size, work_size) @ T
+
+
+def prepare_centered_pair(
+    image_a: np.ndarray,
+    image_b: np.ndarray,
+    work_size: tuple[int, int] = WORK_SIZE,
+    patch_size: int = PATCH_SIZE,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two full images -> ((1, 2, P, P) float32 input, image_S_patch of A, image_S_patch of B).
+
+    Matches the training protocol: resize to ``work_size``, take the centred P x P window.
+    """
+    x0, y0 = (work_size[0] - patch_size) // 2, (work_size[1] - patch_size) // 2
+    crops = [
+        resize_gray(im, work_size)[y0 : y0 + patch_size, x0 : x0 + patch_size]
+        for im in (image_a, image_b)
+    ]
+    mats = [
+        centered_patch_matrix((im.shape[1], im.shape[0]), work_size, patch_size)
+        for im in (image_a, image_b)
+    ]
+    return normalize(np.stack(crops)[None]), mats[0], mats[1]

@@ -1,0 +1,1 @@
+"""HomographyNet training: data generation, models, training/evaluation/export CLIs."""

@@ -1,0 +1,1 @@
+"""Image sources, on-the-fly pair generation and fixed on-disk pair sets."""
