@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from app import __version__
 from app.api.errors import install_error_handlers
@@ -14,7 +15,8 @@ from app.core.config import Settings, get_settings
 from app.core.engines import EngineRegistry
 from app.core.logging import configure_logging
 from app.core.middleware import BodyLimitMiddleware, ObservabilityMiddleware
-from app.services.startup import build_engines
+from app.core.security import ApiKeyMiddleware
+from app.services.startup import build_engines, run_engines
 
 DESCRIPTION = """
 Planar homographies as a service.
@@ -37,7 +39,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
             torch.set_num_threads(settings.torch_threads)
         build_engines(app.state.engines, settings)
-        yield
+        async with run_engines(app.state.engines):  # background workers, stopped on shutdown
+            yield
 
     app = FastAPI(
         title="homography-service",
@@ -54,6 +57,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_bytes=settings.max_body_bytes,
         max_json_bytes=settings.max_json_body_bytes,
     )
+    if settings.api_key is not None:
+        app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key.get_secret_value())
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["*"],
+        )
     app.add_middleware(ObservabilityMiddleware)
     return app
 

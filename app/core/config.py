@@ -59,7 +59,9 @@ class Settings(BaseSettings):
     )
     min_image_side: int = Field(16, ge=1, description="Smallest width/height of an image.")
     classification_model_path: Path | None = Field(
-        None, description="A second HomographyNet (classification head): /estimate?model=..."
+        REPO_ROOT / "models" / "homographynet_classification.onnx",
+        description="A second HomographyNet (classification head), served with "
+        "/estimate?model=classification when the file exists.",
     )
     onnx_threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads; 0: default.")
 

@@ -1,0 +1,230 @@
+"""/estimate: the homography between two images, from HomographyNet (ONNX Runtime) + ACA."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from app.api.deps import EnginesDep
+from app.api.errors import InputError
+from app.api.schemas.estimate import (
+    EXAMPLE_A,
+    EXAMPLE_B,
+    EstimateJsonRequest,
+    EstimateResponse,
+    EstimateTimings,
+    ModelReport,
+)
+from app.core.engines import EngineRegistry
+from app.core.metrics import ITEMS
+from app.inference.batcher import BatcherClosedError, InferenceError, QueueFullError
+from app.services.estimate import EstimateError, EstimateResult, Estimator
+from app.services.images import ImageError, decode_base64
+from app.services.startup import CLASSIFICATION_ESTIMATOR, ESTIMATOR
+
+router = APIRouter(tags=["estimate"])
+
+FIELDS = ("image_a", "image_b")
+ModelKind = Literal["regression", "classification"]
+
+DESCRIPTION = """Estimate the homography that maps image A onto image B with HomographyNet.
+
+Send the two images either as **multipart/form-data** (files `image_a`, `image_b`) or as
+**application/json** (`{"image_a": "<base64>", "image_b": "<base64>"}`; also at
+`POST /estimate/json`). Any format OpenCV decodes
+(PNG, JPEG, BMP, TIFF, WebP, ...), any size, colour or gray. Both are converted to gray and resized
+to the network's 128 x 128 input exactly as in training; `b_H_a` is then computed from the four
+predicted corners with the ACA solver at the images' own resolutions, so that
+`cv2.warpPerspective(image_a, b_H_a, (W_b, H_b))` lines up with image B.
+
+Concurrent requests are micro-batched into one ONNX Runtime call. When too many pairs are waiting
+the answer is 503 with `Retry-After`.
+
+Errors: 415 wrong content type (request or part) or unsupported image format; 422 missing field,
+invalid base64, empty/undecodable/too small image, degenerate prediction; 413 image with too many
+pixels (read from its header, before decoding) or body too large; 503 model not loaded or queue
+full."""
+
+_MULTIPART_SCHEMA = {
+    "type": "object",
+    "required": list(FIELDS),
+    "properties": {
+        "image_a": {"type": "string", "format": "binary", "description": "Image A (file)."},
+        "image_b": {"type": "string", "format": "binary", "description": "Image B (file)."},
+    },
+}
+_OPENAPI_EXTRA: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": _MULTIPART_SCHEMA,
+                "encoding": {
+                    f: {"contentType": "image/*, application/octet-stream"} for f in FIELDS
+                },
+            },
+            "application/json": {
+                # registered in components by POST /estimate/json
+                "schema": {"$ref": "#/components/schemas/EstimateJsonRequest"},
+                "examples": {
+                    "shifted": {
+                        "summary": "Two 16x16 PNGs, B = A shifted 2 px right",
+                        "value": {"image_a": EXAMPLE_A, "image_b": EXAMPLE_B},
+                    }
+                },
+            },
+        },
+    }
+}
+
+
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    413: {"description": "Image with too many pixels, or body over the size limit"},
+    415: {"description": "Content type (request or part) or image format not supported"},
+    422: {"description": "Missing field, bad base64, empty/undecodable/too small image"},
+    500: {"description": "Inference failed (the message says why)"},
+    503: {"description": "Model not loaded, or the queue is full (see Retry-After)"},
+}
+ModelQuery = Annotated[
+    ModelKind | None,
+    Query(description="Which loaded model to use; default: the one at model_path."),
+]
+
+
+def _select(engines: EngineRegistry, model: ModelKind | None) -> Estimator:
+    """The estimator for ``model`` (None: the default ``model_path`` one); 503 when the default
+    model is not loaded, 422 naming ``model`` when the one asked for is not."""
+    names = [ESTIMATOR] if model is None else [ESTIMATOR, CLASSIFICATION_ESTIMATOR]
+    for name in names:
+        obj = engines.get(name)
+        if isinstance(obj, Estimator) and (model is None or obj.kind == model):
+            return obj
+    reasons = [f"{n}: {engines.status[n].detail}" for n in names if n in engines.status]
+    hint = "; ".join(reasons) if reasons else "not configured"
+    if model is not None:  # the client asked for a model this server does not serve
+        raise InputError(f"model={model}: no such model is loaded here ({hint})", 422, "model")
+    raise InputError(
+        f"/estimate is unavailable: the HomographyNet model is not loaded ({hint})", 503
+    )
+
+
+async def _read_multipart(request: Request) -> tuple[bytes, bytes]:
+    form = await request.form(max_files=len(FIELDS) + 2, max_fields=len(FIELDS) + 6)
+    try:
+        data = []
+        for field in FIELDS:
+            part = form.get(field)
+            if part is None:
+                raise InputError(
+                    f"{field}: missing; send two files, image_a and image_b", 422, field
+                )
+            if not isinstance(part, UploadFile):
+                raise InputError(f"{field}: must be a file upload, not a text field", 422, field)
+            ctype = (part.content_type or "").split(";")[0].strip().lower()
+            if ctype and not (ctype.startswith("image/") or ctype == "application/octet-stream"):
+                raise InputError(
+                    f"{field}: content type {ctype!r} is not an image "
+                    "(image/* or application/octet-stream expected)",
+                    415,
+                    field,
+                )
+            data.append(await part.read())
+        return data[0], data[1]
+    finally:
+        await form.close()  # closes every upload (their spooled temporary files)
+
+
+def _from_base64(req: EstimateJsonRequest) -> tuple[bytes, bytes]:
+    try:
+        return decode_base64(req.image_a, "image_a"), decode_base64(req.image_b, "image_b")
+    except ImageError as exc:
+        raise InputError(exc.message, exc.status, exc.field) from exc
+
+
+async def _read_json(request: Request) -> tuple[bytes, bytes]:
+    try:
+        req = EstimateJsonRequest.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False)) from exc
+    return await run_in_threadpool(_from_base64, req)
+
+
+def _response(r: EstimateResult) -> EstimateResponse:
+    return EstimateResponse(
+        model=ModelReport(**r.model),
+        offsets=r.offsets.tolist(),
+        corners_in_b=r.corners_in_b.tolist(),
+        b_H_a=r.b_H_a.tolist(),
+        confidence=None if r.confidence is None else r.confidence.tolist(),
+        image_a_size=r.size_a,
+        image_b_size=r.size_b,
+        timings_ms=EstimateTimings(**r.timings_ms, batch_size=r.batch_size),
+    )
+
+
+async def _estimate(estimator: Estimator, data_a: bytes, data_b: bytes) -> Any:
+    """Run the service and map its errors: 4xx from the input, 503 (+ Retry-After), 500."""
+    try:
+        result = await estimator.estimate(data_a, data_b)
+    except (ImageError, EstimateError) as exc:
+        raise InputError(exc.message, exc.status, exc.field) from exc
+    except QueueFullError as exc:
+        return JSONResponse(
+            status_code=503,
+            content={"detail": str(exc)},
+            headers={"Retry-After": str(exc.retry_after_s)},
+        )
+    except BatcherClosedError as exc:
+        return JSONResponse(
+            status_code=503, content={"detail": str(exc)}, headers={"Retry-After": "1"}
+        )
+    except InferenceError as exc:
+        return JSONResponse(status_code=500, content={"detail": str(exc)})
+    ITEMS.labels("estimate").inc()
+    return _response(result)
+
+
+@router.post(
+    "/estimate",
+    response_model=EstimateResponse,
+    summary="Homography between two images (HomographyNet + ACA)",
+    description=DESCRIPTION,
+    openapi_extra=_OPENAPI_EXTRA,
+    responses=_RESPONSES,
+)
+async def estimate(request: Request, engines: EnginesDep, model: ModelQuery = None) -> Any:
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media == "multipart/form-data":
+        read = _read_multipart
+    elif media == "application/json" or media.endswith("+json"):
+        read = _read_json
+    else:
+        raise InputError(
+            f"content type {media or '(none)'!r} is not supported: send multipart/form-data "
+            "(files image_a, image_b) or application/json (base64 strings image_a, image_b)",
+            415,
+        )
+    estimator = _select(engines, model)
+    data_a, data_b = await read(request)
+    return await _estimate(estimator, data_a, data_b)
+
+
+@router.post(
+    "/estimate/json",
+    response_model=EstimateResponse,
+    summary="Homography between two images sent as base64 JSON",
+    description="The same as `POST /estimate` with an `application/json` body, typed for "
+    "generated clients.",
+    responses=_RESPONSES,
+)
+async def estimate_json(
+    req: EstimateJsonRequest, engines: EnginesDep, model: ModelQuery = None
+) -> Any:
+    estimator = _select(engines, model)
+    return await _estimate(estimator, *await run_in_threadpool(_from_base64, req))

@@ -1,0 +1,386 @@
+"""/estimate latency and throughput over HTTP, beside SIFT+RANSAC and ORB+RANSAC in-process.
+
+    .venv/bin/python bench/estimate.py            # 24 pairs per size, 120/240 requests per run
+    .venv/bin/python bench/estimate.py --quick    # 8 pairs per size, 24/48 requests per run
+    .venv/bin/python bench/estimate.py --model models/homographynet_classification.onnx
+
+Pairs (320x240 and 640x480) come from scikit-image's colour photos: the photo is resized to 1.5x
+the pair size, image A is the centre crop, image B the view of the same photo through a known
+homography (its four corners move by up to 20 % of the side, as in HomographyNet's protocol), so
+B has no black borders. Uploads are PNG (multipart).
+
+Measured in the same run, on the same pairs:
+
+* ``/estimate`` over HTTP: uvicorn (1 worker) on 127.0.0.1 serving ``--model``, driven by httpx
+  (asyncio) at concurrency 1 and 8; latency per request from send to parsed answer (decode,
+  preprocess, micro-batched ONNX Runtime, ACA solve, JSON both ways); throughput = requests /
+  wall time;
+* SIFT+RANSAC and ORB+RANSAC (OpenCV) in-process on the decoded images (no HTTP, no decode):
+  detect + describe in both images, brute-force kNN matching with Lowe's ratio test 0.75,
+  ``cv2.findHomography(..., RANSAC, 3 px)``; sequential, so throughput = 1 / mean time.
+
+Quality: corner error = mean distance (px, image-B pixels) between the estimated and the true
+positions of image A's four corners in B; a classical pipeline with no homography counts as a
+failure (excluded from the error statistics, counted in ``fail``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+PHOTOS = (
+    "astronaut.png",
+    "coffee.png",
+    "chelsea.png",
+    "rocket.jpg",
+    "motorcycle_left.png",
+    "retina.jpg",
+    "hubble_deep_field.jpg",
+    "brick.png",
+)
+SIZES = ((320, 240), (640, 480))
+
+
+@dataclass
+class Pair:
+    a: np.ndarray  # (H, W, 3) uint8 BGR
+    b: np.ndarray
+    png_a: bytes
+    png_b: bytes
+    corners_b: np.ndarray  # (4, 2) true image-B positions of A's corners
+
+
+def corners_of(size: tuple[int, int]) -> np.ndarray:
+    w, h = size
+    return np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], np.float64)
+
+
+def apply_h(H: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    ph = np.c_[pts, np.ones(len(pts))] @ H.T
+    return ph[:, :2] / ph[:, 2:]
+
+
+def load_photos() -> list[np.ndarray]:
+    import skimage
+
+    out = []
+    for name in PHOTOS:
+        img = cv2.imread(str(Path(skimage.data_dir) / name), cv2.IMREAD_COLOR)
+        if img is not None and min(img.shape[:2]) >= 200:
+            out.append(img)
+    return out
+
+
+def make_pairs(size: tuple[int, int], n: int, seed: int) -> list[Pair]:
+    """``n`` pairs of ``size`` with known homographies (see the module docstring)."""
+    rng = np.random.default_rng(seed)
+    photos = load_photos()
+    w, h = size
+    W, H = int(1.5 * w), int(1.5 * h)
+    x0, y0 = (W - w) // 2, (H - h) // 2
+    T = np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1]], np.float64)
+    pairs = []
+    for i in range(n):
+        big = cv2.resize(photos[i % len(photos)], (W, H), interpolation=cv2.INTER_AREA)
+        a = np.ascontiguousarray(big[y0 : y0 + h, x0 : x0 + w])
+        c = corners_of(size)
+        moved = c + rng.uniform(-0.2, 0.2, (4, 2)) * [w, h]  # where B's corners are in A
+        a_H_b = cv2.getPerspectiveTransform(c.astype(np.float32), moved.astype(np.float32))
+        b = cv2.warpPerspective(big, T @ a_H_b, size, flags=cv2.WARP_INVERSE_MAP | cv2.INTER_LINEAR)
+        b_H_a = np.linalg.inv(a_H_b)
+        pairs.append(Pair(a, b, _png(a), _png(b), apply_h(b_H_a, c)))
+    return pairs
+
+
+def _png(img: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", img)
+    assert ok
+    return buf.tobytes()
+
+
+def classical(kind: str):
+    """``(a, b) -> b_H_a or None`` for SIFT or ORB + RANSAC on BGR images."""
+    if kind == "sift":
+        det, norm = cv2.SIFT_create(), cv2.NORM_L2
+    else:
+        det, norm = cv2.ORB_create(nfeatures=2000), cv2.NORM_HAMMING
+    matcher = cv2.BFMatcher(norm)
+
+    def run(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
+        ga, gb = cv2.cvtColor(a, cv2.COLOR_BGR2GRAY), cv2.cvtColor(b, cv2.COLOR_BGR2GRAY)
+        ka, da = det.detectAndCompute(ga, None)
+        kb, db = det.detectAndCompute(gb, None)
+        if da is None or db is None or len(ka) < 4 or len(kb) < 4:
+            return None
+        good = [
+            m[0]
+            for m in matcher.knnMatch(da, db, k=2)
+            if len(m) == 2 and m[0].distance < 0.75 * m[1].distance
+        ]
+        if len(good) < 4:
+            return None
+        pa = np.float32([ka[m.queryIdx].pt for m in good])
+        pb = np.float32([kb[m.trainIdx].pt for m in good])
+        H, _ = cv2.findHomography(pa, pb, cv2.RANSAC, 3.0)
+        return H if H is not None and np.all(np.isfinite(H)) else None
+
+    return run
+
+
+def stats_ms(seconds: list[float]) -> tuple[float, float]:
+    return float(np.percentile(seconds, 50) * 1e3), float(np.percentile(seconds, 95) * 1e3)
+
+
+def error_stats(errors: list[float | None]) -> dict:
+    ok = np.array([e for e in errors if e is not None])
+    return {
+        "mean": float(ok.mean()) if ok.size else float("nan"),
+        "median": float(np.median(ok)) if ok.size else float("nan"),
+        "fail": int(sum(e is None for e in errors)),
+    }
+
+
+def bench_classical(kind: str, pairs: list[Pair], repeats: int) -> dict:
+    fn = classical(kind)
+    fn(pairs[0].a, pairs[0].b)  # warm up
+    times: list[float] = []
+    errors: list[float | None] = []
+    errors_net: list[float | None] = []
+    for p in pairs:
+        best, H = float("inf"), None
+        for _ in range(repeats):
+            t = time.perf_counter()
+            H = fn(p.a, p.b)
+            best = min(best, time.perf_counter() - t)
+        times.append(best)
+        corners = None if H is None else apply_h(H, corners_of((p.a.shape[1], p.a.shape[0])))
+        if corners is None or not np.all(np.isfinite(corners)):
+            errors.append(None)
+            errors_net.append(None)
+            continue
+        diff = corners - p.corners_b
+        to_net = np.array([128 / p.b.shape[1], 128 / p.b.shape[0]])
+        errors.append(float(np.linalg.norm(diff, axis=1).mean()))
+        errors_net.append(float(np.linalg.norm(diff * to_net, axis=1).mean()))
+    p50, p95 = stats_ms(times)
+    return {
+        "p50": p50,
+        "p95": p95,
+        "rps": 1.0 / float(np.mean(times)),
+        "errors": error_stats(errors),
+        "errors_net": error_stats(errors_net),
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def bench_http(base: str, pairs: list[Pair], concurrency: int, requests: int) -> dict:
+    import httpx
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as client:
+
+        async def one(i: int) -> tuple[float, dict]:
+            p = pairs[i % len(pairs)]
+            files = {
+                "image_a": ("a.png", p.png_a, "image/png"),
+                "image_b": ("b.png", p.png_b, "image/png"),
+            }
+            t = time.perf_counter()
+            r = await client.post("/estimate", files=files)
+            body = r.json()
+            dt = time.perf_counter() - t
+            if r.status_code != 200:
+                raise RuntimeError(f"/estimate answered {r.status_code}: {body}")
+            return dt, body
+
+        for i in range(min(len(pairs), 2 * concurrency)):  # warm up connections and caches
+            await one(i)
+        queue = iter(range(requests))
+        lat: list[float] = []
+        errors: dict[int, float] = {}
+        errors_net: dict[int, float] = {}
+        batch: list[int] = []
+        stages: dict[str, list[float]] = {}
+
+        async def worker() -> None:
+            for i in queue:
+                dt, body = await one(i)
+                lat.append(dt)
+                batch.append(body["timings_ms"]["batch_size"])
+                for k, v in body["timings_ms"].items():
+                    stages.setdefault(k, []).append(v)
+                p = pairs[i % len(pairs)]
+                diff = np.array(body["corners_in_b"]) - p.corners_b
+                errors[i % len(pairs)] = float(np.linalg.norm(diff, axis=1).mean())
+                to_net = np.array([128 / p.b.shape[1], 128 / p.b.shape[0]])
+                errors_net[i % len(pairs)] = float(np.linalg.norm(diff * to_net, axis=1).mean())
+
+        t = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - t
+    p50, p95 = stats_ms(lat)
+    return {
+        "p50": p50,
+        "p95": p95,
+        "rps": requests / wall,
+        "mean_batch": float(np.mean(batch)),
+        "errors": error_stats(list(errors.values())),
+        "errors_net": error_stats(list(errors_net.values())),
+        "server_ms": {k: float(np.median(v)) for k, v in stages.items() if k != "batch_size"},
+    }
+
+
+def start_server(model: Path, port: int, extra_env: dict[str, str]) -> subprocess.Popen:
+    env = dict(
+        os.environ, HOMOGRAPHY_LOG_LEVEL="warning", HOMOGRAPHY_MODEL_PATH=str(model), **extra_env
+    )
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "app.main:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+
+
+def wait_ready(base: str, seconds: float = 180) -> dict:
+    import httpx
+
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            r = httpx.get(base + "/ready", timeout=5)
+            if r.status_code == 200:
+                info = r.json()["engines"].get("homographynet", {})
+                if not info.get("ready"):
+                    raise RuntimeError(f"the model did not load: {info.get('detail')}")
+                return info["info"]
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError("server did not become ready")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer pairs and requests")
+    ap.add_argument("--model", type=Path, default=ROOT / "models" / "homographynet_regression.onnx")
+    ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    ap.add_argument(
+        "--env",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra HOMOGRAPHY_* settings for the server",
+    )
+    args = ap.parse_args()
+    n_pairs = 8 if args.quick else 24
+    reqs = {1: 24, 8: 48} if args.quick else {1: 120, 8: 240}
+    repeats = 1 if args.quick else 3
+    extra_env = dict(kv.split("=", 1) for kv in args.env)
+
+    pairs = {size: make_pairs(size, n_pairs, seed=size[0]) for size in SIZES}
+    results: dict[str, dict] = {}
+    for size, ps in pairs.items():
+        for kind in ("sift", "orb"):
+            results[f"{size[0]}x{size[1]} {kind}"] = bench_classical(kind, ps, repeats)
+
+    port = free_port()
+    proc = start_server(args.model, port, extra_env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        info = wait_ready(base)
+        for size, ps in pairs.items():
+            for conc, n in reqs.items():
+                results[f"{size[0]}x{size[1]} estimate c{conc}"] = asyncio.run(
+                    bench_http(base, ps, conc, n)
+                )
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+    print(
+        f"model {info.get('model')} {info.get('version')} ({info.get('kind')}), providers "
+        f"{info.get('providers', {}).get('active')}, ORT {info.get('onnxruntime')}; "
+        f"{n_pairs} pairs per size; cv2 {cv2.__version__}, {os.cpu_count()} CPUs"
+    )
+    print()
+    print(
+        "| pair | method | concurrency | p50 ms | p95 ms | pairs/s | mean batch "
+        "| corner err mean / median, image px | same, 128-px input units | no estimate |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for size in SIZES:
+        tag = f"{size[0]}x{size[1]}"
+        rows = [
+            ("SIFT+RANSAC (in-process)", "1", results[f"{tag} sift"]),
+            ("ORB+RANSAC (in-process)", "1", results[f"{tag} orb"]),
+            ("/estimate (HTTP)", "1", results[f"{tag} estimate c1"]),
+            ("/estimate (HTTP)", "8", results[f"{tag} estimate c8"]),
+        ]
+        for name, conc, r in rows:
+            e, en = r["errors"], r["errors_net"]
+            mb = f"{r['mean_batch']:.1f}" if "mean_batch" in r else "-"
+            print(
+                f"| {tag} | {name} | {conc} | {r['p50']:.1f} | {r['p95']:.1f} | "
+                f"{r['rps']:.1f} | {mb} | {e['mean']:.2f} / {e['median']:.2f} | "
+                f"{en['mean']:.2f} / {en['median']:.2f} | {e['fail']} |"
+            )
+    print()
+    print("/estimate server-side stages, median ms per request:")
+    print()
+    stages = ("decode", "preprocess", "queue_wait", "inference", "solve", "total")
+    print("| pair | concurrency | " + " | ".join(stages) + " |")
+    print("|---|---:|" + "---:|" * len(stages))
+    for size in SIZES:
+        tag = f"{size[0]}x{size[1]}"
+        for conc in reqs:
+            sm = results[f"{tag} estimate c{conc}"]["server_ms"]
+            print(f"| {tag} | {conc} | " + " | ".join(f"{sm[k]:.1f}" for k in stages) + " |")
+    print()
+    for size in SIZES:
+        tag = f"{size[0]}x{size[1]}"
+        est = results[f"{tag} estimate c1"]["p50"]
+        sift, orb = results[f"{tag} sift"]["p50"], results[f"{tag} orb"]["p50"]
+        gain = results[f"{tag} estimate c8"]["rps"] / results[f"{tag} estimate c1"]["rps"]
+        print(
+            f"{tag}: /estimate p50 (c=1) / SIFT+RANSAC p50 = {est / sift:.2f}; "
+            f"/ ORB+RANSAC p50 = {est / orb:.2f}; throughput c=8 / c=1 = {gain:.2f}x; "
+            f"target p50 <= SIFT: {'met' if est <= sift else 'NOT met'}"
+        )
+    if args.json:
+        args.json.write_text(json.dumps({"model": info, "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
