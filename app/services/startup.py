@@ -21,6 +21,10 @@ def build_engines(engines: EngineRegistry, settings: Settings) -> None:
     from app.services import estimate
 
     engines.build("solvers", warm_up_solvers, required=True)
+    # /refine: the photometric aligner (optional: /refine still runs on CPU without it)
+    from app.services.refine import build_aligner
+
+    engines.build("aligner", partial(build_aligner, settings), required=False)
     # /estimate: a model file that is present must load (sha256 checked) before /ready; an
     # absent one leaves /estimate answering 503 and /ready naming the missing file.
     engines.build(

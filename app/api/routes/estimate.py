@@ -11,8 +11,9 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from app.api.deps import EnginesDep
+from app.api.deps import EnginesDep, SettingsDep
 from app.api.errors import InputError
+from app.api.routes.refine import refine_after_estimate
 from app.api.schemas.estimate import (
     EXAMPLE_A,
     EXAMPLE_B,
@@ -21,6 +22,7 @@ from app.api.schemas.estimate import (
     EstimateTimings,
     ModelReport,
 )
+from app.core.config import Settings
 from app.core.engines import EngineRegistry
 from app.core.metrics import ITEMS
 from app.inference.batcher import BatcherClosedError, InferenceError, QueueFullError
@@ -95,6 +97,10 @@ ModelQuery = Annotated[
     ModelKind | None,
     Query(description="Which loaded model to use; default: the one at model_path."),
 ]
+RefineQuery = Annotated[
+    bool,
+    Query(description="Also refine b_H_a photometrically (as POST /refine); adds `refine`."),
+]
 
 
 def _select(engines: EngineRegistry, model: ModelKind | None) -> Estimator:
@@ -168,8 +174,14 @@ def _response(r: EstimateResult) -> EstimateResponse:
     )
 
 
-async def _estimate(estimator: Estimator, data_a: bytes, data_b: bytes) -> Any:
-    """Run the service and map its errors: 4xx from the input, 503 (+ Retry-After), 500."""
+async def _estimate(
+    estimator: Estimator,
+    data_a: bytes,
+    data_b: bytes,
+    refine_with: tuple[Settings, EngineRegistry] | None = None,
+) -> Any:
+    """Run the service and map its errors: 4xx from the input, 503 (+ Retry-After), 500.
+    ``refine_with`` (settings, engines): also refine ``b_H_a`` as /refine does."""
     try:
         result = await estimator.estimate(data_a, data_b)
     except (ImageError, EstimateError) as exc:
@@ -187,7 +199,12 @@ async def _estimate(estimator: Estimator, data_a: bytes, data_b: bytes) -> Any:
     except InferenceError as exc:
         return JSONResponse(status_code=500, content={"detail": str(exc)})
     ITEMS.labels("estimate").inc()
-    return _response(result)
+    response = _response(result)
+    if refine_with is not None:
+        response.refine = await run_in_threadpool(
+            refine_after_estimate, data_a, data_b, result.b_H_a, *refine_with
+        )
+    return response
 
 
 @router.post(
@@ -198,7 +215,13 @@ async def _estimate(estimator: Estimator, data_a: bytes, data_b: bytes) -> Any:
     openapi_extra=_OPENAPI_EXTRA,
     responses=_RESPONSES,
 )
-async def estimate(request: Request, engines: EnginesDep, model: ModelQuery = None) -> Any:
+async def estimate(
+    request: Request,
+    engines: EnginesDep,
+    settings: SettingsDep,
+    model: ModelQuery = None,
+    refine: RefineQuery = False,
+) -> Any:
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media == "multipart/form-data":
         read = _read_multipart
@@ -212,7 +235,7 @@ async def estimate(request: Request, engines: EnginesDep, model: ModelQuery = No
         )
     estimator = _select(engines, model)
     data_a, data_b = await read(request)
-    return await _estimate(estimator, data_a, data_b)
+    return await _estimate(estimator, data_a, data_b, (settings, engines) if refine else None)
 
 
 @router.post(
@@ -224,7 +247,12 @@ async def estimate(request: Request, engines: EnginesDep, model: ModelQuery = No
     responses=_RESPONSES,
 )
 async def estimate_json(
-    req: EstimateJsonRequest, engines: EnginesDep, model: ModelQuery = None
+    req: EstimateJsonRequest,
+    engines: EnginesDep,
+    settings: SettingsDep,
+    model: ModelQuery = None,
+    refine: RefineQuery = False,
 ) -> Any:
     estimator = _select(engines, model)
-    return await _estimate(estimator, *await run_in_threadpool(_from_base64, req))
+    data_a, data_b = await run_in_threadpool(_from_base64, req)
+    return await _estimate(estimator, data_a, data_b, (settings, engines) if refine else None)

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.api.schemas.refine import ChainedRefine
+
 Point = tuple[float, float]
 Quad = tuple[Point, Point, Point, Point]
 Matrix3 = tuple[tuple[float, float, float], tuple[float, float, float], tuple[float, float, float]]
@@ -76,3 +78,6 @@ class EstimateResponse(BaseModel):
     image_a_size: tuple[int, int] = Field(..., description="(width, height) of image A.")
     image_b_size: tuple[int, int] = Field(..., description="(width, height) of image B.")
     timings_ms: EstimateTimings
+    refine: ChainedRefine | None = Field(
+        None, description="With ?refine=true: b_H_a refined photometrically, as /refine answers."
+    )
