@@ -43,7 +43,7 @@ def _pair(size: tuple[int, int], seed: int) -> tuple[bytes, bytes]:
     rng = np.random.default_rng(seed)
     w, h = size
     corners = np.float32([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]])
-    moved = corners + rng.uniform(-0.05, 0.05, (4, 2)).astype(np.float32) * [w, h]
+    moved = (corners + rng.uniform(-0.05, 0.05, (4, 2)) * [w, h]).astype(np.float32)
     warped = cv2.warpPerspective(img, cv2.getPerspectiveTransform(corners, moved), size)
     return cv2.imencode(".png", img)[1].tobytes(), cv2.imencode(".png", warped)[1].tobytes()
 
@@ -173,6 +173,7 @@ def free_port() -> int:
 
 
 async def main_async(args: argparse.Namespace) -> int:
+    reqs = build_requests()
     proc = None
     url = args.url
     if url is None:
@@ -199,7 +200,6 @@ async def main_async(args: argparse.Namespace) -> int:
     elif not url.startswith(("http://127.", "http://localhost", "http://[::1]")):
         raise SystemExit("refusing to load-test anything but a loopback address")
     pid = proc.pid if proc else args.pid
-    reqs = build_requests()
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
     try:
         async with httpx.AsyncClient(base_url=url, limits=limits) as client:
