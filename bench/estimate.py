@@ -30,7 +30,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -39,6 +38,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from _server import free_port, start_server
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -187,12 +187,6 @@ def bench_classical(kind: str, pairs: list[Pair], repeats: int) -> dict:
     }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 async def bench_http(base: str, pairs: list[Pair], concurrency: int, requests: int) -> dict:
     import httpx
 
@@ -250,27 +244,8 @@ async def bench_http(base: str, pairs: list[Pair], concurrency: int, requests: i
     }
 
 
-def start_server(model: Path, port: int, extra_env: dict[str, str]) -> subprocess.Popen:
-    env = dict(
-        os.environ, HOMOGRAPHY_LOG_LEVEL="warning", HOMOGRAPHY_MODEL_PATH=str(model), **extra_env
-    )
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "app.main:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
+def start_model_server(model: Path, port: int, extra_env: dict[str, str]) -> subprocess.Popen:
+    return start_server(port, {"HOMOGRAPHY_MODEL_PATH": str(model), **extra_env})
 
 
 def wait_ready(base: str, seconds: float = 180) -> dict:
@@ -316,7 +291,7 @@ def main() -> None:
             results[f"{size[0]}x{size[1]} {kind}"] = bench_classical(kind, ps, repeats)
 
     port = free_port()
-    proc = start_server(args.model, port, extra_env)
+    proc = start_model_server(args.model, port, extra_env)
     base = f"http://127.0.0.1:{port}"
     try:
         info = wait_ready(base)

@@ -18,10 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
-import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -30,6 +27,7 @@ from pathlib import Path
 import cv2
 import httpx
 import numpy as np
+from _server import free_port, start_server
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -166,12 +164,6 @@ def report(stage: Stage, rss_before: float, rss_after: float) -> str:
     )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 async def main_async(args: argparse.Namespace) -> int:
     reqs = build_requests()
     proc = None
@@ -179,24 +171,7 @@ async def main_async(args: argparse.Namespace) -> int:
     if url is None:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        env = dict(os.environ, HOMOGRAPHY_LOG_LEVEL="warning")
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "app.main:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-            ],
-            cwd=ROOT,
-            env=env,
-        )
+        proc = start_server(port)
     elif not url.startswith(("http://127.", "http://localhost", "http://[::1]")):
         raise SystemExit("refusing to load-test anything but a loopback address")
     pid = proc.pid if proc else args.pid

@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -29,6 +27,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from _server import free_port, start_server  # noqa: E402
 
 from app.geometry.four_point import aca_torch, solve_four_point  # noqa: E402
 
@@ -104,12 +104,6 @@ def iter_chunks(body: bytes, size: int = 1 << 20):
         yield bytes(view[i : i + size])
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def http_rate(n: int, dtype: type, repeats: int) -> float:
     import httpx
 
@@ -118,24 +112,7 @@ def http_rate(n: int, dtype: type, repeats: int) -> float:
     np.savez(buf, src=src.astype(dtype), dst=dst.astype(dtype))
     body = buf.getvalue()
     port = free_port()
-    env = dict(os.environ, HOMOGRAPHY_LOG_LEVEL="warning")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "app.main:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
+    proc = start_server(port)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as c:
             for _ in range(600):
