@@ -19,22 +19,28 @@ class BodyTooLargeError(Exception):
     pass
 
 
-async def _send_413(send: Send, limit: int) -> None:
-    body = json.dumps(
-        {"detail": f"request body too large: the limit is {limit} bytes for this content type"}
-    ).encode()
+async def send_json_error(
+    send: Send, status: int, detail: str, headers: tuple[tuple[bytes, bytes], ...] = ()
+) -> None:
+    """Answer ``{"detail": ...}`` with ``status`` straight from ASGI middleware."""
+    body = json.dumps({"detail": detail}).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": status,
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
+                *headers,
             ],
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+async def _send_413(send: Send, limit: int) -> None:
+    detail = f"request body too large: the limit is {limit} bytes for this content type"
+    await send_json_error(send, 413, detail, ((b"connection", b"close"),))
 
 
 class BodyLimitMiddleware:

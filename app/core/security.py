@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hmac
-import json
 
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.core.middleware import send_json_error
 
 OPEN_PATHS = frozenset({"/health", "/ready", "/metrics"})
 
@@ -31,16 +32,9 @@ class ApiKeyMiddleware:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS or self._authorised(scope):
             await self.app(scope, receive, send)
             return
-        body = json.dumps({"detail": "missing or invalid API key (X-API-Key header)"}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"www-authenticate", b"Bearer"),
-                ],
-            }
+        await send_json_error(
+            send,
+            401,
+            "missing or invalid API key (X-API-Key header)",
+            ((b"www-authenticate", b"Bearer"),),
         )
-        await send({"type": "http.response.body", "body": body})

@@ -10,16 +10,18 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-# Reason codes (mirrors app.geometry.reasons.Reason; numba needs plain ints)
-OK = 0
-NON_FINITE_INPUT = 1
-REPEATED_SOURCE_POINT = 2
-COLLINEAR_SOURCE = 3
-REPEATED_TARGET_POINT = 4
-COLLINEAR_TARGET = 5
-H33_NEAR_ZERO = 6
-NON_FINITE_RESULT = 7
-SINGULAR_SYSTEM = 8
+from app.geometry.reasons import Reason
+
+# Reason codes as plain ints (Numba freezes module-level ints into the compiled code)
+OK = int(Reason.OK)
+NON_FINITE_INPUT = int(Reason.NON_FINITE_INPUT)
+REPEATED_SOURCE_POINT = int(Reason.REPEATED_SOURCE_POINT)
+COLLINEAR_SOURCE = int(Reason.COLLINEAR_SOURCE)
+REPEATED_TARGET_POINT = int(Reason.REPEATED_TARGET_POINT)
+COLLINEAR_TARGET = int(Reason.COLLINEAR_TARGET)
+H33_NEAR_ZERO = int(Reason.H33_NEAR_ZERO)
+NON_FINITE_RESULT = int(Reason.NON_FINITE_RESULT)
+SINGULAR_SYSTEM = int(Reason.SINGULAR_SYSTEM)
 
 _NB = {"cache": True, "nogil": True, "fastmath": False, "error_model": "numpy"}
 
