@@ -70,6 +70,62 @@ def _degenerate(f, a, b, w, nx, ny, px, py, qx, qy, tol2):
 
 
 @nb.njit(inline="always", **_NB)
+def _load4(pts, i):
+    """The four points of item i of (B, 4, 2) ``pts`` in float64, flat: x0, y0, ..., x3, y3."""
+    return (
+        np.float64(pts[i, 0, 0]), np.float64(pts[i, 0, 1]),
+        np.float64(pts[i, 1, 0]), np.float64(pts[i, 1, 1]),
+        np.float64(pts[i, 2, 0]), np.float64(pts[i, 2, 1]),
+        np.float64(pts[i, 3, 0]), np.float64(pts[i, 3, 1]),
+    )  # fmt: skip
+
+
+@nb.njit(inline="always", **_NB)
+def _frame(x0, y0, x1, y1, x2, y2, x3, y3):
+    """ACA's affine frame of four points: sides n, p, q from the first point and the areas
+    f = n x p, a = q x p, b = n x q, w = f - a - b (zero when three points are collinear)."""
+    nx, ny = x1 - x0, y1 - y0
+    px, py = x2 - x0, y2 - y0
+    qx, qy = x3 - x0, y3 - y0
+    f = nx * py - ny * px
+    a = qx * py - qy * px
+    b = nx * qy - ny * qx
+    return nx, ny, px, py, qx, qy, f, a, b, f - a - b
+
+
+@nb.njit(inline="always", **_NB)
+def _aca_assemble(
+    sx0, sy0, nx, ny, px, py, f1, a3, b3, w1, tx0, ty0, tx1, ty1, tx2, ty2, a4, b4, w2
+):
+    """ACA's core C and the product H = A2^-1 C A1, up to scale (no division, no inverse)."""
+    c11 = b3 * a4 * w1
+    c22 = a3 * b4 * w1
+    c33 = a3 * b3 * w2
+    # A2^-1 C: columns c11 N2 - c33 M2, c22 P2 - c33 M2, c33 M2 (homogeneous)
+    g00 = c11 * tx1 - c33 * tx0
+    g10 = c11 * ty1 - c33 * ty0
+    g20 = c11 - c33
+    g01 = c22 * tx2 - c33 * tx0
+    g11 = c22 * ty2 - c33 * ty0
+    g21 = c22 - c33
+    # times A1 = [[py, -px, ta], [-ny, nx, tb], [0, 0, f1]]
+    ta = px * sy0 - py * sx0
+    tb = ny * sx0 - nx * sy0
+    cf = c33 * f1
+    return (
+        g00 * py - g01 * ny,
+        g01 * nx - g00 * px,
+        g00 * ta + g01 * tb + cf * tx0,
+        g10 * py - g11 * ny,
+        g11 * nx - g10 * px,
+        g10 * ta + g11 * tb + cf * ty0,
+        g20 * py - g21 * ny,
+        g21 * nx - g20 * px,
+        g20 * ta + g21 * tb + cf,
+    )
+
+
+@nb.njit(inline="always", **_NB)
 def _sks(sx0, sy0, sx1, sy1, sx2, sy2, sx3, sy3, tx0, ty0, tx1, ty1, tx2, ty2, tx3, ty3):
     """SKS, H = S2^-1 K S1 up to scale; returns (ok, h00..h22)."""
     # S1 (up to the scale |h1|^2): similarity sending M1, N1 to (-1, 0), (1, 0)
@@ -180,28 +236,10 @@ def _store(H, reason, i, h00, h01, h02, h10, h11, h12, h20, h21, h22, norm_mode,
 
 @nb.njit(inline="always", **_NB)
 def _four_point_kernel_item(i, src, dst, H, reason, method, norm_mode, tol, h33_tol, tol2):
-    sx0, sy0 = np.float64(src[i, 0, 0]), np.float64(src[i, 0, 1])
-    sx1, sy1 = np.float64(src[i, 1, 0]), np.float64(src[i, 1, 1])
-    sx2, sy2 = np.float64(src[i, 2, 0]), np.float64(src[i, 2, 1])
-    sx3, sy3 = np.float64(src[i, 3, 0]), np.float64(src[i, 3, 1])
-    tx0, ty0 = np.float64(dst[i, 0, 0]), np.float64(dst[i, 0, 1])
-    tx1, ty1 = np.float64(dst[i, 1, 0]), np.float64(dst[i, 1, 1])
-    tx2, ty2 = np.float64(dst[i, 2, 0]), np.float64(dst[i, 2, 1])
-    tx3, ty3 = np.float64(dst[i, 3, 0]), np.float64(dst[i, 3, 1])
-    nx, ny = sx1 - sx0, sy1 - sy0
-    px, py = sx2 - sx0, sy2 - sy0
-    qx, qy = sx3 - sx0, sy3 - sy0
-    f1 = nx * py - ny * px
-    a3 = qx * py - qy * px
-    b3 = nx * qy - ny * qx
-    w1 = f1 - a3 - b3
-    nx2, ny2 = tx1 - tx0, ty1 - ty0
-    px2, py2 = tx2 - tx0, ty2 - ty0
-    qx2, qy2 = tx3 - tx0, ty3 - ty0
-    f2 = nx2 * py2 - ny2 * px2
-    a4 = qx2 * py2 - qy2 * px2
-    b4 = nx2 * qy2 - ny2 * qx2
-    w2 = f2 - a4 - b4
+    sx0, sy0, sx1, sy1, sx2, sy2, sx3, sy3 = _load4(src, i)
+    tx0, ty0, tx1, ty1, tx2, ty2, tx3, ty3 = _load4(dst, i)
+    nx, ny, px, py, qx, qy, f1, a3, b3, w1 = _frame(sx0, sy0, sx1, sy1, sx2, sy2, sx3, sy3)
+    nx2, ny2, px2, py2, qx2, qy2, f2, a4, b4, w2 = _frame(tx0, ty0, tx1, ty1, tx2, ty2, tx3, ty3)
     bad_s = _degenerate(f1, a3, b3, w1, nx, ny, px, py, qx, qy, tol2)
     bad_t = _degenerate(f2, a4, b4, w2, nx2, ny2, px2, py2, qx2, qy2, tol2)
     if bad_s or bad_t or not np.isfinite(f1 + a3 + b3 + f2 + a4 + b4 + sx0 + sy0 + tx0 + ty0):
@@ -220,28 +258,10 @@ def _four_point_kernel_item(i, src, dst, H, reason, method, norm_mode, tol, h33_
         reason[i] = REPEATED_TARGET_POINT if c == 1 else COLLINEAR_TARGET
         return
     if method == 0:
-        # ACA core and assembly, H = A2^-1 C A1 (see _aca)
-        c11 = b3 * a4 * w1
-        c22 = a3 * b4 * w1
-        c33 = a3 * b3 * w2
-        g00 = c11 * tx1 - c33 * tx0
-        g10 = c11 * ty1 - c33 * ty0
-        g20 = c11 - c33
-        g01 = c22 * tx2 - c33 * tx0
-        g11 = c22 * ty2 - c33 * ty0
-        g21 = c22 - c33
-        ta = px * sy0 - py * sx0
-        tb = ny * sx0 - nx * sy0
-        cf = c33 * f1
-        h00 = g00 * py - g01 * ny
-        h01 = g01 * nx - g00 * px
-        h02 = g00 * ta + g01 * tb + cf * tx0
-        h10 = g10 * py - g11 * ny
-        h11 = g11 * nx - g10 * px
-        h12 = g10 * ta + g11 * tb + cf * ty0
-        h20 = g20 * py - g21 * ny
-        h21 = g21 * nx - g20 * px
-        h22 = g20 * ta + g21 * tb + cf
+        # ACA core and assembly, H = A2^-1 C A1
+        h00, h01, h02, h10, h11, h12, h20, h21, h22 = _aca_assemble(
+            sx0, sy0, nx, ny, px, py, f1, a3, b3, w1, tx0, ty0, tx1, ty1, tx2, ty2, a4, b4, w2
+        )
     else:
         ok, h00, h01, h02, h10, h11, h12, h20, h21, h22 = _sks(
             sx0, sy0, sx1, sy1, sx2, sy2, sx3, sy3, tx0, ty0, tx1, ty1, tx2, ty2, tx3, ty3
@@ -287,12 +307,8 @@ def _rect_kernel_item(i, dst, x0, y0, w, h, H, reason, norm_mode, tol, h33_tol, 
         reason[i] = REPEATED_TARGET_POINT if c == 1 else COLLINEAR_TARGET
         H[i, :, :] = 0.0
         return
-    nx2, ny2 = tx1 - tx0, ty1 - ty0
-    px2, py2 = tx2 - tx0, ty2 - ty0
-    qx2, qy2 = tx3 - tx0, ty3 - ty0
-    f2 = nx2 * py2 - ny2 * px2
-    c11 = qx2 * py2 - qy2 * px2
-    c22 = nx2 * qy2 - ny2 * qx2
+    # the rectangle's frame is trivial: the core reduces to the target's areas
+    _, _, _, _, _, _, f2, c11, c22, _ = _frame(tx0, ty0, tx1, ty1, tx2, ty2, tx3, ty3)
     c33 = c11 + c22 - f2
     g00 = c11 * tx1 - c33 * tx0
     g10 = c11 * ty1 - c33 * ty0
@@ -482,28 +498,12 @@ def _aca_h33_block(b, src, dst, H, reason, tol, h33_tol, tol2, buf):
     inv_tol = 1.0 / h33_tol
     for j in range(m):
         i = lo + j
-        sx0, sy0 = np.float64(src[i, 0, 0]), np.float64(src[i, 0, 1])
-        sx1, sy1 = np.float64(src[i, 1, 0]), np.float64(src[i, 1, 1])
-        sx2, sy2 = np.float64(src[i, 2, 0]), np.float64(src[i, 2, 1])
-        sx3, sy3 = np.float64(src[i, 3, 0]), np.float64(src[i, 3, 1])
-        tx0, ty0 = np.float64(dst[i, 0, 0]), np.float64(dst[i, 0, 1])
-        tx1, ty1 = np.float64(dst[i, 1, 0]), np.float64(dst[i, 1, 1])
-        tx2, ty2 = np.float64(dst[i, 2, 0]), np.float64(dst[i, 2, 1])
-        tx3, ty3 = np.float64(dst[i, 3, 0]), np.float64(dst[i, 3, 1])
-        nx, ny = sx1 - sx0, sy1 - sy0
-        px, py = sx2 - sx0, sy2 - sy0
-        qx, qy = sx3 - sx0, sy3 - sy0
-        f1 = nx * py - ny * px
-        a3 = qx * py - qy * px
-        b3 = nx * qy - ny * qx
-        w1 = f1 - a3 - b3
-        nx2, ny2 = tx1 - tx0, ty1 - ty0
-        px2, py2 = tx2 - tx0, ty2 - ty0
-        qx2, qy2 = tx3 - tx0, ty3 - ty0
-        f2 = nx2 * py2 - ny2 * px2
-        a4 = qx2 * py2 - qy2 * px2
-        b4 = nx2 * qy2 - ny2 * qx2
-        w2 = f2 - a4 - b4
+        sx0, sy0, sx1, sy1, sx2, sy2, sx3, sy3 = _load4(src, i)
+        tx0, ty0, tx1, ty1, tx2, ty2, tx3, ty3 = _load4(dst, i)
+        nx, ny, px, py, qx, qy, f1, a3, b3, w1 = _frame(sx0, sy0, sx1, sy1, sx2, sy2, sx3, sy3)
+        nx2, ny2, px2, py2, qx2, qy2, f2, a4, b4, w2 = _frame(
+            tx0, ty0, tx1, ty1, tx2, ty2, tx3, ty3
+        )
         s1 = max(nx * nx + ny * ny, px * px + py * py, qx * qx + qy * qy)
         s2 = max(nx2 * nx2 + ny2 * ny2, px2 * px2 + py2 * py2, qx2 * qx2 + qy2 * qy2)
         # > 0 iff both quads are in general position (the test of _degenerate, branch-free)
@@ -511,27 +511,18 @@ def _aca_h33_block(b, src, dst, H, reason, tol, h33_tol, tol2, buf):
             min(f1 * f1, a3 * a3, b3 * b3, w1 * w1) - tol2 * s1 * s1,
             min(f2 * f2, a4 * a4, b4 * b4, w2 * w2) - tol2 * s2 * s2,
         )
-        c11 = b3 * a4 * w1
-        c22 = a3 * b4 * w1
-        c33 = a3 * b3 * w2
-        g00 = c11 * tx1 - c33 * tx0
-        g10 = c11 * ty1 - c33 * ty0
-        g20 = c11 - c33
-        g01 = c22 * tx2 - c33 * tx0
-        g11 = c22 * ty2 - c33 * ty0
-        g21 = c22 - c33
-        ta = px * sy0 - py * sx0
-        tb = ny * sx0 - nx * sy0
-        cf = c33 * f1
-        s = 1.0 / (g20 * ta + g21 * tb + cf)
-        buf[0, j] = (g00 * py - g01 * ny) * s
-        buf[1, j] = (g01 * nx - g00 * px) * s
-        buf[2, j] = (g00 * ta + g01 * tb + cf * tx0) * s
-        buf[3, j] = (g10 * py - g11 * ny) * s
-        buf[4, j] = (g11 * nx - g10 * px) * s
-        buf[5, j] = (g10 * ta + g11 * tb + cf * ty0) * s
-        buf[6, j] = (g20 * py - g21 * ny) * s
-        buf[7, j] = (g21 * nx - g20 * px) * s
+        h00, h01, h02, h10, h11, h12, h20, h21, h22 = _aca_assemble(
+            sx0, sy0, nx, ny, px, py, f1, a3, b3, w1, tx0, ty0, tx1, ty1, tx2, ty2, a4, b4, w2
+        )
+        s = 1.0 / h22
+        buf[0, j] = h00 * s
+        buf[1, j] = h01 * s
+        buf[2, j] = h02 * s
+        buf[3, j] = h10 * s
+        buf[4, j] = h11 * s
+        buf[5, j] = h12 * s
+        buf[6, j] = h20 * s
+        buf[7, j] = h21 * s
         buf[8, j] = general
     for j in range(m):
         i = lo + j
