@@ -7,7 +7,9 @@ CONSTRAINTS ?= constraints/cpu.txt
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install serve test lint audit load clean
+SAMPLES := $(VENV)/share/opencv-samples
+
+.PHONY: install serve test lint audit load clean samples
 
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +22,13 @@ install: $(VENV)/.installed
 serve: install
 	$(VENV)/bin/homography-serve --host $(HOST) --port $(PORT)
 
-test: install
+# graf1/graf3 + ground truth for the real-pair tests (skipped, with the reason, when absent)
+$(SAMPLES)/H1to3p.xml:
+	-bash scripts/opencv-samples.sh $(SAMPLES) || echo "warning: opencv-doc samples unavailable"
+
+samples: $(SAMPLES)/H1to3p.xml
+
+test: install samples
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q

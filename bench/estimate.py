@@ -1,8 +1,17 @@
-"""/estimate latency and throughput over HTTP, beside SIFT+RANSAC and ORB+RANSAC in-process.
+"""/estimate latency and throughput over HTTP, beside SIFT+RANSAC and ORB+RANSAC in-process;
+then every method's accuracy, failures and time on hard pairs (``method=network|features|auto``).
 
     .venv/bin/python bench/estimate.py            # 24 pairs per size, 120/240 requests per run
     .venv/bin/python bench/estimate.py --quick    # 8 pairs per size, 24/48 requests per run
     .venv/bin/python bench/estimate.py --model models/homographynet_classification.onnx
+    .venv/bin/python bench/estimate.py --methods-only --per-kind 8   # the method comparison only
+
+Method comparison: ``--per-kind`` 640x480 pairs of each kind of ``training.data.hard_pairs``
+(moderate, large, blur, lighting, jpeg, low_texture; seed 0) plus the real graffiti pair 1 -> 3
+with its ground truth (Debian opencv-doc, when installed: ``make samples``). Each /estimate
+method runs over HTTP at concurrency 1 (time = client latency: upload, PNG decode, JSON);
+OpenCV's SIFT+RANSAC and ORB+RANSAC run in-process on decoded images (no HTTP, no decode). A
+failure is a mean corner error over 5 px or no estimate.
 
 Pairs (320x240 and 640x480) come from scikit-image's colour photos: the photo is resized to 1.5x
 the pair size, image A is the centre crop, image B the view of the same photo through a known
@@ -244,6 +253,119 @@ async def bench_http(base: str, pairs: list[Pair], concurrency: int, requests: i
     }
 
 
+METHODS = (
+    ("network", "/estimate"),
+    ("network, ?refine=true", "/estimate?refine=true"),
+    ("features (SIFT + ACA RANSAC)", "/estimate?method=features"),
+    ("auto", "/estimate?method=auto"),
+)
+
+
+def _corner_error(H: np.ndarray | None, p) -> float:
+    if H is None or not np.isfinite(H).all():
+        return float("inf")
+    c = corners_of((p.a.shape[1], p.a.shape[0]))
+    e = np.linalg.norm(apply_h(H, c) - apply_h(p.b_H_a, c), axis=1).mean()
+    return float(e) if np.isfinite(e) else float("inf")
+
+
+def _method_stats(errors: list[float], times: list[float], kinds: list[str]) -> dict:
+    e = np.array(errors)
+    fail = ~(e <= 5.0)
+    return {
+        "mean": float(np.mean(e[~fail])) if (~fail).any() else float("nan"),
+        "median": float(np.median(e)),  # failures count at their (large) error
+        "fail": int(fail.sum()),
+        "fail_kinds": sorted({k for k, f in zip(kinds, fail, strict=True) if f}),
+        "time_mean": float(np.mean(times) * 1e3),
+        "time_median": float(np.median(times) * 1e3),
+    }
+
+
+def bench_methods(base: str, pairs: list) -> dict:
+    """Every method on every pair (see the module docstring)."""
+    import httpx
+
+    kinds = [p.kind for p in pairs]
+    out: dict[str, dict] = {}
+    for kind in ("sift", "orb"):
+        fn = classical(kind)
+        fn(pairs[0].a, pairs[0].b)
+        errs, times = [], []
+        for p in pairs:
+            t = time.perf_counter()
+            H = fn(p.a, p.b)
+            times.append(time.perf_counter() - t)
+            errs.append(_corner_error(H, p))
+        out[f"OpenCV {kind.upper()}+RANSAC (in-process)"] = _method_stats(errs, times, kinds)
+    pngs = [(_png(p.a), _png(p.b)) for p in pairs]
+    flags: list[tuple[bool, bool]] = []
+    with httpx.Client(base_url=base, timeout=120) as client:
+        for name, url in METHODS:
+            client.post(url, files={"image_a": pngs[0][0], "image_b": pngs[0][1]})  # warm up
+            errs, times, server = [], [], []
+            for p, (pa, pb) in zip(pairs, pngs, strict=True):
+                t = time.perf_counter()
+                r = client.post(url, files={"image_a": ("a.png", pa), "image_b": ("b.png", pb)})
+                times.append(time.perf_counter() - t)
+                if r.status_code != 200:
+                    errs.append(float("inf"))
+                    continue
+                body = r.json()
+                server.append(body["timings_ms"]["total"])
+                H = body["b_H_a"]
+                if "refine=true" in url and body.get("refine") and body["refine"]["applied"]:
+                    H = body["refine"]["result"]["b_H_a"]
+                errs.append(_corner_error(np.array(H), p))
+                if name == "auto":
+                    flags.append((body["quality"]["low_confidence"], errs[-1] > 5.0))
+            out[name] = _method_stats(errs, times, kinds)
+            out[name]["server_median"] = float(np.median(server)) if server else float("nan")
+    out["auto"]["flags"] = {
+        "failures": sum(f for _, f in flags),
+        "failures_flagged": sum(lo and f for lo, f in flags),
+        "good_flagged": sum(lo and not f for lo, f in flags),
+    }
+    return out
+
+
+def print_methods(res: dict, n_pairs: int, has_graf: bool) -> None:
+    print()
+    print(
+        f"Method comparison: {n_pairs} pairs (640x480 synthetic"
+        f"{' + the graffiti pair' if has_graf else ''}); failure = corner error > 5 px or none"
+    )
+    print()
+    print(
+        "| method | mean err (px, successes) | median err (px, all) | failures | failed kinds "
+        "| mean time ms | median time ms |"
+    )
+    print("|---|---:|---:|---:|---|---:|---:|")
+    for name, r in res.items():
+        print(
+            f"| {name} | {r['mean']:.3f} | {r['median']:.3f} | {r['fail']} | "
+            f"{', '.join(r['fail_kinds']) or '-'} | {r['time_mean']:.0f} | {r['time_median']:.0f} |"
+        )
+    sift, auto = res["OpenCV SIFT+RANSAC (in-process)"], res["auto"]
+    singles = [k for k in res if k not in ("auto", "network, ?refine=true")]
+    best_single = min(res[k]["median"] for k in singles)
+    ratio = auto["time_mean"] / sift["time_mean"]
+    fl = auto["flags"]
+    print()
+    print(
+        f"auto: failures {auto['fail']} vs SIFT+RANSAC {sift['fail']} "
+        f"({'met' if auto['fail'] < sift['fail'] else 'NOT met'}); median {auto['median']:.4f} px "
+        f"vs best single method {best_single:.4f} "
+        f"({'met' if auto['median'] < best_single else 'NOT met'}); mean time / SIFT's = "
+        f"{ratio:.2f} ({'met' if ratio <= 3 else 'NOT met'}, target <= 3; server-side median "
+        f"{auto['server_median']:.0f} ms)"
+    )
+    print(
+        f"auto's low_confidence flag: {fl['failures_flagged']} of {fl['failures']} failures "
+        f"flagged; {fl['good_flagged']} good answers flagged"
+    )
+
+
 def start_model_server(model: Path, port: int, extra_env: dict[str, str]) -> subprocess.Popen:
     return start_server(port, {"HOMOGRAPHY_MODEL_PATH": str(model), **extra_env})
 
@@ -278,13 +400,20 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="extra HOMOGRAPHY_* settings for the server",
     )
+    ap.add_argument("--per-kind", type=int, default=6, help="hard pairs per kind (methods)")
+    ap.add_argument("--methods-only", action="store_true", help="only the method comparison")
     args = ap.parse_args()
     n_pairs = 8 if args.quick else 24
     reqs = {1: 24, 8: 48} if args.quick else {1: 120, 8: 240}
     repeats = 1 if args.quick else 3
     extra_env = dict(kv.split("=", 1) for kv in args.env)
 
-    pairs = {size: make_pairs(size, n_pairs, seed=size[0]) for size in SIZES}
+    from training.data.hard_pairs import graf_pair, make_hard_pairs
+
+    hard = make_hard_pairs(args.per_kind, seed=0)
+    graf = graf_pair()
+    hard += [graf] if graf is not None else []
+    pairs = {} if args.methods_only else {s: make_pairs(s, n_pairs, seed=s[0]) for s in SIZES}
     results: dict[str, dict] = {}
     for size, ps in pairs.items():
         for kind in ("sift", "orb"):
@@ -300,9 +429,15 @@ def main() -> None:
                 results[f"{size[0]}x{size[1]} estimate c{conc}"] = asyncio.run(
                     bench_http(base, ps, conc, n)
                 )
+        methods = bench_methods(base, hard)
     finally:
         proc.terminate()
         proc.wait(30)
+    if args.methods_only:
+        print_methods(methods, len(hard), graf is not None)
+        if args.json:
+            args.json.write_text(json.dumps({"model": info, "methods": methods}, indent=2))
+        return
 
     print(
         f"model {info.get('model')} {info.get('version')} ({info.get('kind')}), providers "
@@ -353,8 +488,10 @@ def main() -> None:
             f"/ ORB+RANSAC p50 = {est / orb:.2f}; throughput c=8 / c=1 = {gain:.2f}x; "
             f"target p50 <= SIFT: {'met' if est <= sift else 'NOT met'}"
         )
+    print_methods(methods, len(hard), graf is not None)
     if args.json:
-        args.json.write_text(json.dumps({"model": info, "results": results}, indent=2))
+        payload = {"model": info, "results": results, "methods": methods}
+        args.json.write_text(json.dumps(payload, indent=2))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
+import cv2
 import numpy as np
 import torch
 from kornia.geometry.transform import warp_perspective
@@ -83,7 +84,9 @@ def to_tensor(image: np.ndarray | torch.Tensor, field: str, device: torch.device
     else:
         a = np.asarray(image)
         if a.ndim == 3 and a.shape[2] in (3, 4):
-            a = a[..., :3].astype(np.float32) @ np.float32([0.114, 0.587, 0.299])  # BGR -> gray
+            a = cv2.cvtColor(a[..., :3], cv2.COLOR_BGR2GRAY) if a.dtype == np.uint8 else a
+            if a.ndim == 3:  # float colour: the same weights as OpenCV's
+                a = a[..., :3].astype(np.float32) @ np.float32([0.114, 0.587, 0.299])
         if a.ndim != 2:
             raise AlignmentInputError(f"{field}: expected a 2-D image, got shape {a.shape}", field)
         if a.dtype == np.uint8:

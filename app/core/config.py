@@ -64,6 +64,22 @@ class Settings(BaseSettings):
         "/estimate?model=classification when the file exists.",
     )
     onnx_threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads; 0: default.")
+    estimate_work_pixels: int = Field(
+        1_000_000,
+        ge=4096,
+        le=100_000_000,
+        description="method=features/auto: larger images are matched, scored and refined at "
+        "about this many pixels (b_H_a is rescaled).",
+    )
+    estimate_max_features: int = Field(
+        4000, ge=8, le=100_000, description="Keypoints kept per image (method=features/auto)."
+    )
+    estimate_refine_seconds: float = Field(
+        2.0, gt=0, le=60, description="method=auto: time budget of each candidate's refinement."
+    )
+    estimate_low_confidence: float = Field(
+        0.5, ge=0, le=1, description="Answers whose confidence is below this are flagged."
+    )
 
     # /refine (images are limited by max_image_pixels above)
     refine_max_iterations: int = Field(

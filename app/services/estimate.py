@@ -18,35 +18,42 @@ Pipeline per request (CPU work in threads, never on the event loop):
    up with image B;
 5. ``corners_in_b`` = ``b_H_a`` applied to image A's corner pixel centres
    ``(0, 0), (W-1, 0), (W-1, H-1), (0, H-1)``.
+
+``method="features"`` replaces steps 2-4 by keypoint matching and a robust fit
+(:func:`app.features.estimate_features`); ``method="auto"`` runs both (the network in the
+batcher while the features run in a thread), then refines and ranks them photometrically
+(:func:`app.estimation.select_homography`). Every method's answer is scored the same way, so
+every response carries the photometric score, the overlap and a confidence.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from app.core.config import Settings
-from app.geometry.four_point import FourPointResult, solve_four_point
+from app.estimation import Candidate, Selection, SelectionOptions, select_homography
+from app.features import FeatureEstimate, FeatureOptions, estimate_features
 from app.geometry.reasons import MESSAGES, Reason
 from app.inference.batcher import MicroBatcher
 from app.inference.engine import HomographyEngine, OnnxHomographyEngine
-from app.inference.preprocess import patch_corners, patch_to_image_matrix, prepare_pair
+from app.inference.homography import image_corners, offsets_to_homography, transform_points
+from app.inference.preprocess import prepare_pair
 from app.services.images import DecodedImage, decode_image
 
 __all__ = [
     "EstimateError",
     "EstimateResult",
     "Estimator",
+    "Method",
     "build_estimator",
-    "image_corners",
     "load_engine",
-    "offsets_to_homography",
-    "transform_points",
 ]
 
 
@@ -58,73 +65,48 @@ class EstimateError(ValueError):
         self.message, self.status, self.field = message, status, field
 
 
-@dataclass(frozen=True)
+Method = Literal["network", "features", "auto"]
+
+
+@dataclass
 class EstimateResult:
     """One pair's answer.
 
-    ``offsets`` (4, 2) px of the P x P network input; ``corners_in_b`` (4, 2) image-B pixels of
-    image A's corners; ``b_H_a`` (3, 3) float64 with H[2, 2] = 1; ``confidence`` (4,) or None;
-    sizes are (width, height); ``timings_ms`` per stage.
+    ``b_H_a`` (3, 3) float64 with H[2, 2] = 1; ``corners_in_b`` (4, 2) image-B pixels of image
+    A's corners; ``method`` asked for and ``chosen`` (the winning candidate's name);
+    ``selection``: every candidate's score and the confidence; ``offsets`` (4, 2) px of the
+    P x P network input and ``confidence`` (4,) per corner (classification models) when the
+    network ran; ``features`` when the keypoint pipeline ran; sizes are (width, height);
+    ``timings_ms`` per stage (absent stages omitted); ``batch_size``: 0 when the network did
+    not run.
     """
 
-    offsets: np.ndarray
-    corners_in_b: np.ndarray
     b_H_a: np.ndarray
-    confidence: np.ndarray | None
+    corners_in_b: np.ndarray
+    method: str
+    chosen: str
+    selection: Selection
     size_a: tuple[int, int]
     size_b: tuple[int, int]
     timings_ms: dict[str, float]
-    batch_size: int
-    model: dict[str, Any]
-
-
-def image_corners(size: tuple[int, int]) -> np.ndarray:
-    """(4, 2) float64 corner pixel centres of a (width, height) image: TL, TR, BR, BL."""
-    w, h = size
-    return np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], dtype=np.float64)
-
-
-def transform_points(dst_H_src: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(3, 3) matrix and (N, 2) points -> ((N, 2) mapped points, (N,) homogeneous w)."""
-    ph = np.concatenate([points, np.ones((len(points), 1))], axis=1) @ dst_H_src.T
-    return ph[:, :2] / ph[:, 2:3], ph[:, 2]
-
-
-def offsets_to_homography(
-    offsets: np.ndarray,
-    size_a: tuple[int, int],
-    size_b: tuple[int, int],
-    patch_size: int,
-) -> FourPointResult:
-    """Network offsets -> ``b_H_a`` between the full images (ACA, float64).
-
-    Args:
-        offsets: (B, 4, 2) or (4, 2) px of the P x P input, corners TL, TR, BR, BL; the content
-            of patch B at square corner ``c_i`` is the content of patch A at ``c_i + o_i``.
-        size_a, size_b: (width, height) of the original images.
-        patch_size: P.
-
-    Returns:
-        :class:`FourPointResult` whose ``dst_H_src`` is ``b_H_a`` (B, 3, 3): image-A pixels to
-        image-B pixels, H[2, 2] = 1; invalid items (degenerate predicted quads) are flagged.
-    """
-    o = np.asarray(offsets, dtype=np.float64)
-    o = o[None] if o.ndim == 2 else o
-    c = patch_corners(patch_size).astype(np.float64)
-    S_a, S_b = patch_to_image_matrix(size_a, patch_size), patch_to_image_matrix(size_b, patch_size)
-    src = (c + o) @ S_a[:2, :2].T + S_a[:2, 2]  # image-A pixels, (B, 4, 2)
-    dst = np.tile(c @ S_b[:2, :2].T + S_b[:2, 2], (len(src), 1, 1))  # image-B pixels
-    return solve_four_point(src, dst, method="aca", normalize="h33", dtype=np.float64)
+    batch_size: int = 0
+    offsets: np.ndarray | None = None
+    confidence: np.ndarray | None = None
+    model: dict[str, Any] | None = None
+    features: FeatureEstimate | None = None
+    feature_options: FeatureOptions | None = None
+    candidates: list[Candidate] = field(default_factory=list)
 
 
 def _decode_and_prepare(
-    data_a: bytes, data_b: bytes, max_pixels: int, min_side: int, patch_size: int
-) -> tuple[DecodedImage, DecodedImage, np.ndarray, float, float]:
+    data_a: bytes, data_b: bytes, max_pixels: int, min_side: int, patch_size: int | None
+) -> tuple[DecodedImage, DecodedImage, np.ndarray | None, float, float]:
+    """Decode both images; with ``patch_size``, also the network's (2, P, P) input."""
     t0 = time.perf_counter()
     img_a = decode_image(data_a, "image_a", max_pixels=max_pixels, min_side=min_side, gray=False)
     img_b = decode_image(data_b, "image_b", max_pixels=max_pixels, min_side=min_side, gray=False)
     t1 = time.perf_counter()
-    pair = prepare_pair(img_a.pixels, img_b.pixels, patch_size)[0]
+    pair = None if patch_size is None else prepare_pair(img_a.pixels, img_b.pixels, patch_size)[0]
     return img_a, img_b, pair, (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3
 
 
@@ -153,8 +135,9 @@ def _solve(
 
 
 class Estimator:
-    """The /estimate engine as the registry holds it: a model runner, its micro-batcher and the
-    input limits. ``start``/``stop`` run the batcher's worker (app lifespan)."""
+    """The /estimate engine as the registry holds it: a model runner, its micro-batcher, the
+    input limits and the options of the feature and selection stages. ``start``/``stop`` run
+    the batcher's worker (app lifespan)."""
 
     def __init__(
         self,
@@ -163,9 +146,13 @@ class Estimator:
         *,
         max_pixels: int,
         min_side: int,
+        selection: SelectionOptions | None = None,
+        max_features: int = 4000,
     ) -> None:
         self.engine, self.batcher = engine, batcher
         self.max_pixels, self.min_side = max_pixels, min_side
+        self.selection = selection or SelectionOptions()
+        self.max_features = max_features
         card = engine.card
         self.patch_size = card.patch_size
         self.kind = card.kind
@@ -184,8 +171,31 @@ class Estimator:
     async def stop(self) -> None:
         await self.batcher.stop()
 
-    async def estimate(self, data_a: bytes, data_b: bytes) -> EstimateResult:
+    def feature_options(self, detector: str = "sift", robust: str = "aca") -> FeatureOptions:
+        return FeatureOptions(
+            detector=detector,  # type: ignore[arg-type]
+            robust=robust,  # type: ignore[arg-type]
+            max_features=self.max_features,
+            max_pixels=self.selection.max_pixels,
+        )
+
+    async def estimate(
+        self,
+        data_a: bytes,
+        data_b: bytes,
+        method: Method = "network",
+        features: FeatureOptions | None = None,
+        refiner: Any = None,
+        device: Any = "cpu",
+    ) -> EstimateResult:
         """Two encoded images -> :class:`EstimateResult`.
+
+        Args:
+            method: ``network`` (HomographyNet + ACA), ``features`` (keypoints + robust fit) or
+                ``auto`` (both, refined photometrically, the best kept).
+            features: options of the keypoint pipeline (default SIFT + ACA RANSAC).
+            refiner, device: the aligner that refines candidates (``auto``), see
+                :func:`app.estimation.select_homography`.
 
         Raises:
             ImageError: an image is empty, undecodable, too small or too large.
@@ -193,37 +203,122 @@ class Estimator:
             EstimateError: no usable homography for this pair.
         """
         start = time.perf_counter()
-        with self.batcher.incoming():  # an adaptive batcher waits for this pair
+        use_net, use_feat = method in ("network", "auto"), method in ("features", "auto")
+        fopts = features or self.feature_options()
+        with self.batcher.incoming() if use_net else contextlib.nullcontext():
             img_a, img_b, pair, decode_ms, pre_ms = await asyncio.to_thread(
-                _decode_and_prepare, data_a, data_b, self.max_pixels, self.min_side, self.patch_size
+                _decode_and_prepare,
+                data_a,
+                data_b,
+                self.max_pixels,
+                self.min_side,
+                self.patch_size if use_net else None,
             )
-        res = await self.batcher.submit(pair)
-        t = time.perf_counter()
-        offsets = res.outputs["offsets"].astype(np.float64)
-        b_H_a, corners = await asyncio.to_thread(
-            _solve, offsets, img_a.size, img_b.size, self.patch_size
+        timings: dict[str, float] = {"decode": decode_ms}
+        feat_task = (
+            asyncio.create_task(
+                asyncio.to_thread(estimate_features, img_a.pixels, img_b.pixels, fopts)
+            )
+            if use_feat
+            else None
         )
-        end = time.perf_counter()
-        conf = res.outputs.get("confidence")
-        timings = {
-            "decode": decode_ms,
-            "preprocess": pre_ms,
-            "queue_wait": res.queue_ms,
-            "inference": res.inference_ms,
-            "solve": (end - t) * 1e3,
-            "total": (end - start) * 1e3,
-        }
+        starts: dict[str, np.ndarray | None] = {}
+        net_error: EstimateError | None = None
+        res = None
+        try:
+            if use_net:
+                timings["preprocess"] = pre_ms
+                res = await self.batcher.submit(pair)
+                timings["queue_wait"], timings["inference"] = res.queue_ms, res.inference_ms
+                t = time.perf_counter()
+                offsets = res.outputs["offsets"].astype(np.float64)
+                try:
+                    starts["network"] = (
+                        await asyncio.to_thread(
+                            _solve, offsets, img_a.size, img_b.size, self.patch_size
+                        )
+                    )[0]
+                except EstimateError as exc:
+                    if method == "network":
+                        raise
+                    net_error = exc
+                timings["solve"] = (time.perf_counter() - t) * 1e3
+        finally:
+            feat = await feat_task if feat_task is not None else None
+        if feat is not None:
+            timings["features"] = feat.seconds * 1e3
+            if feat.b_H_a is None and method == "features":
+                raise EstimateError(f"no homography from features: {feat.detail}", 422)
+            starts["features"] = feat.b_H_a
+        if not any(H is not None for H in starts.values()):
+            why = [f"network: {net_error.message}" if net_error else None]
+            why.append(f"features: {feat.detail}" if feat is not None else None)
+            raise EstimateError(
+                "no homography: " + "; ".join(w for w in why if w), 422
+            )  # auto only: the single methods raised above
+        t = time.perf_counter()
+        opts = replace(self.selection, refine=method == "auto")
+        sel = await asyncio.to_thread(
+            select_homography,
+            img_a.pixels,
+            img_b.pixels,
+            starts,
+            opts,
+            refiner=refiner,
+            device=device,
+        )
+        timings["select"] = (time.perf_counter() - t) * 1e3
+        if method == "auto" and sel.best is None:
+            raise EstimateError(f"no usable homography: {'; '.join(sel.reasons)}", 422)
+        best = sel.best if method == "auto" else _single(sel, method)
+        corners, w = transform_points(best.b_H_a, image_corners(img_a.size))
+        if not np.all(np.isfinite(corners)) or np.any(np.abs(w) < 1e-12):
+            raise EstimateError(
+                "no finite answer: a corner of image A maps to infinity in image B", 422
+            )
+        timings["total"] = (time.perf_counter() - start) * 1e3
+        conf = None if res is None else res.outputs.get("confidence")
         return EstimateResult(
-            offsets=offsets,
+            b_H_a=best.b_H_a,
             corners_in_b=corners,
-            b_H_a=b_H_a,
-            confidence=None if conf is None else np.asarray(conf, dtype=np.float64),
+            method=method,
+            chosen=best.name,
+            selection=sel
+            if method == "auto"
+            else _single_selection(sel, best, self.selection.low_confidence),
             size_a=img_a.size,
             size_b=img_b.size,
             timings_ms={k: round(v, 3) for k, v in timings.items()},
-            batch_size=res.batch_size,
-            model=self.model,
+            batch_size=0 if res is None else res.batch_size,
+            offsets=None if res is None else offsets,
+            confidence=None if conf is None else np.asarray(conf, dtype=np.float64),
+            model=self.model if use_net else None,
+            features=feat,
+            feature_options=fopts if use_feat else None,
+            candidates=sel.candidates,
         )
+
+
+def _single(sel: Selection, method: str) -> Candidate:
+    """The one candidate of a single-method answer (scored, not refined)."""
+    return next(c for c in sel.candidates if c.name == method)
+
+
+def _single_selection(sel: Selection, best: Candidate, threshold: float) -> Selection:
+    """A single method's candidate is the answer even when it is not eligible (for example it
+    maps too little of A into B, or is implausible): its own confidence (0 then), flagged."""
+    low = best.confidence < threshold
+    reasons = best.reasons
+    if low and not reasons:
+        reasons = [best.detail or "too little of image_a lands inside image_b to score it"]
+    return replace(
+        sel,
+        best=best,
+        confidence=best.confidence,
+        low_confidence=low,
+        agreeing=best.agreeing,
+        reasons=reasons,
+    )
 
 
 def load_engine(model_path: Path, settings: Settings) -> HomographyEngine:
@@ -250,6 +345,16 @@ def build_estimator(model_path: Path, settings: Settings) -> Estimator:
         name=f"estimate-{Path(model_path).stem}",
         adaptive=True,
     )
+    selection = SelectionOptions(
+        max_pixels=settings.estimate_work_pixels,
+        seconds_per_refine=settings.estimate_refine_seconds,
+        low_confidence=settings.estimate_low_confidence,
+    )
     return Estimator(
-        engine, batcher, max_pixels=settings.max_image_pixels, min_side=settings.min_image_side
+        engine,
+        batcher,
+        max_pixels=settings.max_image_pixels,
+        min_side=settings.min_image_side,
+        selection=selection,
+        max_features=settings.estimate_max_features,
     )

@@ -121,6 +121,12 @@ class Aligner:
         with self._slots:
             return align_gauss_newton(a, b, torch.as_tensor(init), options, tm)
 
+    def refine(
+        self, a: torch.Tensor, b: torch.Tensor, init: np.ndarray, options: RefineOptions
+    ) -> RefineResult:
+        """:meth:`run` without a mask: the refiner that /estimate?method=auto uses."""
+        return self.run(a, b, init, options, None)
+
 
 def build_aligner(settings: Settings) -> Aligner:
     """The engine for the registry: CUDA when asked for (or ``auto`` and available), warmed up."""

@@ -21,9 +21,9 @@ from fastapi.testclient import TestClient
 
 from app.core.config import REPO_ROOT, Settings
 from app.inference.engine import ModelLoadError
+from app.inference.homography import image_corners, offsets_to_homography
 from app.main import create_app
 from app.services import estimate as estimate_service
-from app.services.estimate import image_corners
 from tests.inference.helpers import (
     FakeEngine,
     apply_h,
@@ -104,7 +104,7 @@ class TestHappyPath:
         corners = np.array(body["corners_in_b"])
         np.testing.assert_allclose(corners, apply_h(H, image_corners((320, 240))), atol=1e-9)
         # b_H_a is the ACA solution from the returned offsets
-        ref = estimate_service.offsets_to_homography(
+        ref = offsets_to_homography(
             np.array(body["offsets"]), (320, 240), (320, 240), 128
         ).dst_H_src[0]
         np.testing.assert_allclose(H, ref, rtol=1e-9, atol=1e-12)
@@ -115,10 +115,21 @@ class TestHappyPath:
             "queue_wait",
             "inference",
             "solve",
+            "features",
+            "select",
             "total",
             "batch_size",
         }
+        assert t["features"] is None and t["select"] >= 0
         assert t["total"] >= t["decode"] + t["inference"] - 1e-3 and t["batch_size"] >= 1
+        # every answer is scored: the network's candidate alone, unrefined
+        assert body["method"] == "network" and body["chosen"] == "network"
+        assert [c["name"] for c in body["candidates"]] == ["network"]
+        assert body["features"] is None
+        q = body["quality"]
+        assert 0 <= q["confidence"] <= 1 and q["low_confidence"] == (q["confidence"] < 0.5)
+        assert q["photometric"] == body["candidates"][0]["photometric"]
+        assert q["photometric"]["overlap"] > 0.5
 
     def test_base64_equals_multipart(self, model_client, photo_pair) -> None:
         a, b = photo_pair

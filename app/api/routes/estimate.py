@@ -1,33 +1,44 @@
-"""/estimate: the homography between two images, from HomographyNet (ONNX Runtime) + ACA."""
+"""/estimate: the homography between two images: HomographyNet (ONNX Runtime) + ACA, keypoint
+features + robust fit, or both refined photometrically with the best kept (method=auto)."""
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+import numpy as np
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from app.alignment.consistency import Consistency
 from app.api.deps import EnginesDep, SettingsDep
 from app.api.errors import InputError
 from app.api.routes.refine import refine_after_estimate
 from app.api.schemas.estimate import (
     EXAMPLE_A,
     EXAMPLE_B,
+    CandidateReport,
     EstimateJsonRequest,
     EstimateResponse,
     EstimateTimings,
+    FeaturesReport,
     ModelReport,
+    PhotometricScore,
+    QualityReport,
 )
 from app.core.config import Settings
 from app.core.engines import EngineRegistry
 from app.core.metrics import ITEMS
+from app.estimation import Candidate
 from app.inference.batcher import BatcherClosedError, InferenceError, QueueFullError
-from app.services.estimate import EstimateError, EstimateResult, Estimator
+from app.inference.homography import image_corners, transform_points
+from app.services.estimate import EstimateError, EstimateResult, Estimator, Method
 from app.services.images import ImageError, decode_base64
+from app.services.refine import Aligner
 from app.services.startup import CLASSIFICATION_ESTIMATOR, ESTIMATOR
 
 router = APIRouter(tags=["estimate"])
@@ -35,21 +46,31 @@ router = APIRouter(tags=["estimate"])
 FIELDS = ("image_a", "image_b")
 ModelKind = Literal["regression", "classification"]
 
-DESCRIPTION = """Estimate the homography that maps image A onto image B with HomographyNet.
+DESCRIPTION = """Estimate the homography that maps image A onto image B, and how far to trust it.
+
+`method` picks the estimator: **network** (default; HomographyNet, fast, bounded to motions of
+about 25 % of the image), **features** (SIFT or ORB keypoints, Lowe's ratio test, then RANSAC with
+the ACA minimal solver or OpenCV's USAC; strong on textured pairs and any motion), or **auto**
+(both, each refined photometrically with gain/bias normalisation, every candidate scored by the
+same NCC-based consistency on the overlap, the best returned; the most accurate, and the
+slowest). Every answer carries `quality`: the photometric score, the overlap, a `confidence`
+(estimated probability that the corners are within 5 px) and a `low_confidence` flag with
+reasons; `candidates` lists what was considered.
 
 Send the two images either as **multipart/form-data** (files `image_a`, `image_b`) or as
 **application/json** (`{"image_a": "<base64>", "image_b": "<base64>"}`; also at
 `POST /estimate/json`). Any format OpenCV decodes
-(PNG, JPEG, BMP, TIFF, WebP, ...), any size, colour or gray. Both are converted to gray and resized
-to the network's 128 x 128 input exactly as in training; `b_H_a` is then computed from the four
-predicted corners with the ACA solver at the images' own resolutions, so that
-`cv2.warpPerspective(image_a, b_H_a, (W_b, H_b))` lines up with image B.
+(PNG, JPEG, BMP, TIFF, WebP, ...), any size, colour or gray. For the network both are converted to
+gray and resized to its 128 x 128 input exactly as in training, and `b_H_a` is computed from the
+four predicted corners with the ACA solver; whatever the method, `b_H_a` is in the images' own
+pixels, so that `cv2.warpPerspective(image_a, b_H_a, (W_b, H_b))` lines up with image B.
 
 Concurrent requests are micro-batched into one ONNX Runtime call. When too many pairs are waiting
 the answer is 503 with `Retry-After`.
 
 Errors: 415 wrong content type (request or part) or unsupported image format; 422 missing field,
-invalid base64, empty/undecodable/too small image, degenerate prediction; 413 image with too many
+invalid base64, empty/undecodable/too small image, unknown option, no homography (degenerate
+prediction, too few feature matches, no candidate overlapping); 413 image with too many
 pixels (read from its header, before decoding) or body too large; 503 model not loaded or queue
 full."""
 
@@ -99,7 +120,21 @@ ModelQuery = Annotated[
 ]
 RefineQuery = Annotated[
     bool,
-    Query(description="Also refine b_H_a photometrically (as POST /refine); adds `refine`."),
+    Query(
+        description="Also refine b_H_a photometrically (as POST /refine); adds `refine`. "
+        "Methods network and features; auto refines its candidates itself."
+    ),
+]
+MethodQuery = Annotated[
+    Method,
+    Query(description="network (HomographyNet), features (keypoints + RANSAC) or auto (best)."),
+]
+DetectorQuery = Annotated[
+    Literal["sift", "orb"], Query(description="Keypoints for method=features/auto.")
+]
+RobustQuery = Annotated[
+    Literal["aca", "usac"],
+    Query(description="Robust fit for the features: our RANSAC with ACA, or OpenCV's USAC."),
 ]
 
 
@@ -161,29 +196,116 @@ async def _read_json(request: Request) -> tuple[bytes, bytes]:
     return await run_in_threadpool(_from_base64, req)
 
 
+def _num(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+def _photometric(c: Consistency) -> PhotometricScore:
+    return PhotometricScore(
+        score=_num(c.score),
+        ncc=_num(c.ncc),
+        gradient_ncc=_num(c.gradient_ncc),
+        overlap=c.overlap,
+        mean_abs=_num(c.mean_abs),
+    )
+
+
+def _candidate(c: Candidate, size_a: tuple[int, int]) -> CandidateReport:
+    corners, w = transform_points(c.b_H_a, image_corners(size_a))
+    finite = bool(np.isfinite(corners).all() and np.all(np.abs(w) > 1e-12))
+    return CandidateReport(
+        name=c.name,
+        source=c.source,  # type: ignore[arg-type]
+        refined=c.refined,
+        b_H_a=c.b_H_a.tolist(),
+        corners_in_b=corners.tolist() if finite else None,
+        photometric=_photometric(c.score),
+        confidence=c.confidence,
+        agreeing=c.agreeing,
+        seconds=round(c.seconds, 4),
+        detail=c.detail,
+    )
+
+
 def _response(r: EstimateResult) -> EstimateResponse:
+    sel, best = r.selection, r.selection.best
+    assert best is not None  # the service raises when there is no answer
+    start = next((c for c in r.candidates if best.refined and c.name == best.source), None)
+    f, fo = r.features, r.feature_options
     return EstimateResponse(
-        model=ModelReport(**r.model),
-        offsets=r.offsets.tolist(),
+        method=r.method,  # type: ignore[arg-type]
+        chosen=r.chosen,
+        quality=QualityReport(
+            confidence=sel.confidence,
+            low_confidence=sel.low_confidence,
+            reasons=sel.reasons,
+            photometric=_photometric(best.score),
+            photometric_before_refine=None if start is None else _photometric(start.score),
+            agreeing=sel.agreeing,
+            work_scale=sel.work_scale,
+        ),
+        model=None if r.model is None else ModelReport(**r.model),
+        offsets=None if r.offsets is None else r.offsets.tolist(),
         corners_in_b=r.corners_in_b.tolist(),
         b_H_a=r.b_H_a.tolist(),
         confidence=None if r.confidence is None else r.confidence.tolist(),
         image_a_size=r.size_a,
         image_b_size=r.size_b,
         timings_ms=EstimateTimings(**r.timings_ms, batch_size=r.batch_size),
+        features=None
+        if f is None or fo is None
+        else FeaturesReport(
+            detector=fo.detector,
+            robust=fo.robust,
+            keypoints_a=f.keypoints[0],
+            keypoints_b=f.keypoints[1],
+            matches=f.matches,
+            inliers=f.inliers,
+            inlier_ratio=f.inlier_ratio,
+            rms_px=_num(f.rms_px),
+            scale=f.scale,
+            detail=f.detail,
+        ),
+        candidates=[_candidate(c, r.size_a) for c in r.candidates],
     )
+
+
+class EstimateQuery:
+    """The query options shared by both routes."""
+
+    def __init__(
+        self,
+        model: ModelQuery = None,
+        method: MethodQuery = "network",
+        detector: DetectorQuery = "sift",
+        robust: RobustQuery = "aca",
+        refine: RefineQuery = False,
+    ) -> None:
+        self.model, self.method, self.detector, self.robust = model, method, detector, robust
+        self.refine = refine and method != "auto"
 
 
 async def _estimate(
     estimator: Estimator,
     data_a: bytes,
     data_b: bytes,
-    refine_with: tuple[Settings, EngineRegistry] | None = None,
+    q: EstimateQuery,
+    settings: Settings,
+    engines: EngineRegistry,
 ) -> Any:
     """Run the service and map its errors: 4xx from the input, 503 (+ Retry-After), 500.
-    ``refine_with`` (settings, engines): also refine ``b_H_a`` as /refine does."""
+    With ``q.refine``, also refine ``b_H_a`` as /refine does."""
+    aligner = engines.get("aligner")
+    aligner = aligner if isinstance(aligner, Aligner) else None
     try:
-        result = await estimator.estimate(data_a, data_b)
+        result = await estimator.estimate(
+            data_a,
+            data_b,
+            q.method,
+            estimator.feature_options(q.detector, q.robust),
+            refiner=None if aligner is None else aligner.refine,
+            device="cpu" if aligner is None else aligner.device,
+        )
     except (ImageError, EstimateError) as exc:
         raise InputError(exc.message, exc.status, exc.field) from exc
     except QueueFullError as exc:
@@ -200,9 +322,9 @@ async def _estimate(
         return JSONResponse(status_code=500, content={"detail": str(exc)})
     ITEMS.labels("estimate").inc()
     response = _response(result)
-    if refine_with is not None:
+    if q.refine:
         response.refine = await run_in_threadpool(
-            refine_after_estimate, data_a, data_b, result.b_H_a, *refine_with
+            refine_after_estimate, data_a, data_b, result.b_H_a, settings, engines
         )
     return response
 
@@ -210,7 +332,7 @@ async def _estimate(
 @router.post(
     "/estimate",
     response_model=EstimateResponse,
-    summary="Homography between two images (HomographyNet + ACA)",
+    summary="Homography between two images (network, features or auto), with a confidence",
     description=DESCRIPTION,
     openapi_extra=_OPENAPI_EXTRA,
     responses=_RESPONSES,
@@ -219,8 +341,7 @@ async def estimate(
     request: Request,
     engines: EnginesDep,
     settings: SettingsDep,
-    model: ModelQuery = None,
-    refine: RefineQuery = False,
+    q: Annotated[EstimateQuery, Depends()],
 ) -> Any:
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media == "multipart/form-data":
@@ -233,9 +354,9 @@ async def estimate(
             "(files image_a, image_b) or application/json (base64 strings image_a, image_b)",
             415,
         )
-    estimator = _select(engines, model)
+    estimator = _select(engines, q.model)
     data_a, data_b = await read(request)
-    return await _estimate(estimator, data_a, data_b, (settings, engines) if refine else None)
+    return await _estimate(estimator, data_a, data_b, q, settings, engines)
 
 
 @router.post(
@@ -250,9 +371,8 @@ async def estimate_json(
     req: EstimateJsonRequest,
     engines: EnginesDep,
     settings: SettingsDep,
-    model: ModelQuery = None,
-    refine: RefineQuery = False,
+    q: Annotated[EstimateQuery, Depends()],
 ) -> Any:
-    estimator = _select(engines, model)
+    estimator = _select(engines, q.model)
     data_a, data_b = await run_in_threadpool(_from_base64, req)
-    return await _estimate(estimator, data_a, data_b, (settings, engines) if refine else None)
+    return await _estimate(estimator, data_a, data_b, q, settings, engines)

@@ -44,19 +44,86 @@ class ModelReport(BaseModel):
 
 
 class EstimateTimings(BaseModel):
-    """Milliseconds per stage; ``queue_wait`` is the time until this pair's batch started."""
+    """Milliseconds per stage (a stage that did not run is null); ``queue_wait`` is the time
+    until this pair's batch started; ``features`` runs while the network's batch waits."""
 
     decode: float
-    preprocess: float
-    queue_wait: float
-    inference: float = Field(..., description="The whole batch's ONNX call.")
-    solve: float
+    preprocess: float | None = None
+    queue_wait: float | None = None
+    inference: float | None = Field(None, description="The whole batch's ONNX call.")
+    solve: float | None = None
+    features: float | None = Field(None, description="Keypoints, matching and robust fit.")
+    select: float = Field(..., description="Photometric scoring (and, for auto, refinement).")
     total: float
-    batch_size: int = Field(..., description="Pairs in the ONNX call this pair was part of.")
+    batch_size: int = Field(
+        ..., description="Pairs in the ONNX call this pair was part of (0: no network)."
+    )
+
+
+class PhotometricScore(BaseModel):
+    """How well ``b_H_a`` lines the images up, on the pixels of A that land inside B (at the
+    working resolution); invariant to brightness and contrast. Null where undefined."""
+
+    score: float | None = Field(None, description="Mean of ncc and gradient_ncc; ranks candidates.")
+    ncc: float | None = Field(None, description="Zero-mean NCC of intensities, in [-1, 1].")
+    gradient_ncc: float | None = Field(None, description="NCC of the image gradients, in [-1, 1].")
+    overlap: float = Field(..., description="Fraction of image A's pixels that land inside B.")
+    mean_abs: float | None = Field(
+        None, description="Mean |A - B warped| in gray levels after fitting gain and bias."
+    )
+
+
+class CandidateReport(BaseModel):
+    """One estimate the selection considered."""
+
+    name: str = Field(..., description="network, features, or either with +refine.")
+    source: Literal["network", "features"]
+    refined: bool
+    b_H_a: Matrix3
+    corners_in_b: Quad | None = Field(None, description="Null when a corner maps to infinity.")
+    photometric: PhotometricScore
+    confidence: float = Field(..., description="P(corner error <= 5 px) from the scores, [0, 1].")
+    agreeing: list[str] = Field(..., description="Sources with a candidate at the same matrix.")
+    seconds: float = Field(..., description="Refinement time (0 for a start).")
+    detail: str | None = Field(None, description="Why it was not refined, or was rejected.")
+
+
+class QualityReport(BaseModel):
+    """How far to trust ``b_H_a``: ``confidence`` estimates the probability that image A's
+    corners are within 5 px of the truth (a logistic model of the photometric scores, fitted on
+    synthetic pairs: ``bench/calibrate_confidence.py``); ``low_confidence`` when it is under the
+    server's threshold (0.5 by default), with ``reasons``."""
+
+    confidence: float
+    low_confidence: bool
+    reasons: list[str]
+    photometric: PhotometricScore = Field(..., description="The answer's score.")
+    photometric_before_refine: PhotometricScore | None = Field(
+        None, description="Its start's score, when the answer is a refined candidate."
+    )
+    agreeing: list[str] = Field(
+        ..., description="Independent sources (network, features) that end at the same matrix."
+    )
+    work_scale: float = Field(..., description="Working width over image A's width.")
+
+
+class FeaturesReport(BaseModel):
+    """The keypoint pipeline's figures (method=features or auto)."""
+
+    detector: Literal["sift", "orb"]
+    robust: Literal["aca", "usac"]
+    keypoints_a: int
+    keypoints_b: int
+    matches: int = Field(..., description="Matches passing Lowe's ratio test.")
+    inliers: int
+    inlier_ratio: float
+    rms_px: float | None = Field(None, description="Inliers' transfer error (matching pixels).")
+    scale: float = Field(..., description="Matching width over image A's width.")
+    detail: str | None = Field(None, description="Why there is no estimate, when there is none.")
 
 
 class EstimateResponse(BaseModel):
-    """HomographyNet's estimate for one pair.
+    """The homography for one pair, with how far to trust it.
 
     ``b_H_a`` maps pixel coordinates of image A to image B at their original resolutions
     (``x_b ~ b_H_a @ x_a``, H[2][2] = 1): ``cv2.warpPerspective(image_a, b_H_a, size_b)`` lines up
@@ -65,8 +132,13 @@ class EstimateResponse(BaseModel):
     ``corner_i + offsets[i]``. Corner order: TL, TR, BR, BL.
     """
 
-    model: ModelReport
-    offsets: Quad = Field(..., description="(4, 2) px of the network input, (x, y) per corner.")
+    method: Literal["network", "features", "auto"] = Field(..., description="As asked.")
+    chosen: str = Field(..., description="The candidate returned, e.g. features+refine.")
+    quality: QualityReport
+    model: ModelReport | None = Field(None, description="Null when the network did not run.")
+    offsets: Quad | None = Field(
+        None, description="(4, 2) px of the network input, (x, y) per corner (network runs)."
+    )
     corners_in_b: Quad = Field(
         ...,
         description="Image A's corners (0, 0), (W-1, 0), (W-1, H-1), (0, H-1) in image-B pixels.",
@@ -78,6 +150,12 @@ class EstimateResponse(BaseModel):
     image_a_size: tuple[int, int] = Field(..., description="(width, height) of image A.")
     image_b_size: tuple[int, int] = Field(..., description="(width, height) of image B.")
     timings_ms: EstimateTimings
+    features: FeaturesReport | None = Field(None, description="When the keypoint pipeline ran.")
+    candidates: list[CandidateReport] = Field(
+        ..., description="Every candidate scored: starts first, then refined ones."
+    )
     refine: ChainedRefine | None = Field(
-        None, description="With ?refine=true: b_H_a refined photometrically, as /refine answers."
+        None,
+        description="With ?refine=true (methods network and features): b_H_a refined "
+        "photometrically, as /refine answers.",
     )

@@ -1,0 +1,19 @@
+"""Combining homography estimates: photometric scoring, refinement, choice and confidence."""
+
+from app.estimation.selection import (
+    Candidate,
+    Selection,
+    SelectionOptions,
+    confidence_of,
+    corner_distance,
+    select_homography,
+)
+
+__all__ = [
+    "Candidate",
+    "Selection",
+    "SelectionOptions",
+    "confidence_of",
+    "corner_distance",
+    "select_homography",
+]
