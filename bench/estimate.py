@@ -52,16 +52,6 @@ from _server import free_port, start_server
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-PHOTOS = (
-    "astronaut.png",
-    "coffee.png",
-    "chelsea.png",
-    "rocket.jpg",
-    "motorcycle_left.png",
-    "retina.jpg",
-    "hubble_deep_field.jpg",
-    "brick.png",
-)
 SIZES = ((320, 240), (640, 480))
 
 
@@ -85,14 +75,9 @@ def apply_h(H: np.ndarray, pts: np.ndarray) -> np.ndarray:
 
 
 def load_photos() -> list[np.ndarray]:
-    import skimage
+    from training.data.hard_pairs import default_photos
 
-    out = []
-    for name in PHOTOS:
-        img = cv2.imread(str(Path(skimage.data_dir) / name), cv2.IMREAD_COLOR)
-        if img is not None and min(img.shape[:2]) >= 200:
-            out.append(img)
-    return out
+    return [img for _, img in default_photos()]
 
 
 def make_pairs(size: tuple[int, int], n: int, seed: int) -> list[Pair]:

@@ -54,7 +54,8 @@ def _as_gray(image: np.ndarray | torch.Tensor) -> np.ndarray:
         return image.detach().reshape(image.shape[-2:]).float().cpu().numpy()
     x = np.asarray(image)
     if x.ndim == 3:
-        x = cv2.cvtColor(x[..., :3], cv2.COLOR_BGR2GRAY)
+        x = x[..., :3] if x.dtype == np.uint8 else x[..., :3].astype(np.float32)
+        x = cv2.cvtColor(np.ascontiguousarray(x), cv2.COLOR_BGR2GRAY)
     return x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
 
 
@@ -92,7 +93,7 @@ class ConsistencyScorer:
             a = cv2.GaussianBlur(a, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
             b = cv2.GaussianBlur(b, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
         inner = np.zeros_like(b)
-        inner[edge:-edge, edge:-edge] = 1.0
+        inner[edge : b.shape[0] - edge, edge : b.shape[1] - edge] = 1.0
         self.a = a
         self.b_stack = np.dstack([b, np.ones_like(b), inner])  # (Hb, Wb, 3) float32
         self.ga = _gradients(a)

@@ -11,7 +11,10 @@ interpolation and ``align_corners=False`` to ``floor(side / 2)``, so the centre 
 from __future__ import annotations
 
 import itertools
+import math
 
+import cv2
+import numpy as np
 import torch
 from kornia.geometry.transform import pyrdown
 
@@ -73,3 +76,19 @@ def scale_homography(b_H_a: torch.Tensor, T_a: torch.Tensor, T_b: torch.Tensor) 
     """``T_b @ b_H_a @ inv(T_a)``: the same A->B map in the pixel frames that ``T_a``/``T_b``
     lead to. ``b_H_a``: (B, 3, 3) or (3, 3); ``T_a``, ``T_b``: (3, 3)."""
     return T_b.to(b_H_a) @ b_H_a @ torch.linalg.inv(T_a.to(b_H_a))
+
+
+def shrink_to(
+    image: np.ndarray, max_pixels: int, min_side: int = 8
+) -> tuple[np.ndarray, np.ndarray]:
+    """An image larger than ``max_pixels`` resized (``cv2.INTER_AREA``) to about that many
+    pixels, with the (3, 3) float64 ``work_T_orig`` (original pixel -> working pixel, half-pixel
+    convention as :func:`coarse_from_fine`); a small enough image is returned as is with the
+    identity. Works for (H, W) and (H, W, C) arrays."""
+    h, w = image.shape[:2]
+    if w * h <= max_pixels:
+        return image, np.eye(3)
+    s = math.sqrt(max_pixels / (w * h))
+    size = (max(min_side, int(w * s)), max(min_side, int(h * s)))
+    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    return small, coarse_from_fine((w, h), size).numpy()

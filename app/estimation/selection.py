@@ -24,13 +24,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
-import cv2
 import numpy as np
 import torch
 
 from app.alignment.consistency import Consistency, ConsistencyScorer
 from app.alignment.gauss_newton import align_gauss_newton
-from app.alignment.pyramid import coarse_from_fine
+from app.alignment.pyramid import shrink_to
 from app.alignment.refine import to_tensor
 from app.alignment.types import RefineOptions, RefineResult
 
@@ -140,8 +139,10 @@ def corner_distance(H1: np.ndarray, H2: np.ndarray, size_a: tuple[int, int]) -> 
 
 
 def implausible(b_H_a: np.ndarray, size_a: tuple[int, int], max_area_ratio: float) -> str | None:
-    """Why ``b_H_a`` cannot be a view of the same plane (A's corners fold, go to infinity, or
-    the area changes more than ``max_area_ratio`` times), or None."""
+    """Why ``b_H_a`` cannot be a camera's view of the same plane, or None: A's corners go to
+    infinity, fold (non-convex), come out mirrored (a camera never sees a plane from behind),
+    or A's area changes more than ``max_area_ratio`` times. ``size_a``: (width, height) in the
+    pixels ``b_H_a`` maps from."""
     w, h = size_a
     c = np.array([[0, 0, 1], [w - 1, 0, 1], [w - 1, h - 1, 1], [0, h - 1, 1]], np.float64)
     p = c @ np.asarray(b_H_a, np.float64).T
@@ -150,12 +151,12 @@ def implausible(b_H_a: np.ndarray, size_a: tuple[int, int], max_area_ratio: floa
     q = p[:, :2] / p[:, 2:]
     e = np.roll(q, -1, axis=0) - q
     cross = e[:, 0] * np.roll(e, -1, axis=0)[:, 1] - e[:, 1] * np.roll(e, -1, axis=0)[:, 0]
-    if not (np.all(cross > 0) or np.all(cross < 0)):
+    if np.all(cross < 0):  # TL, TR, BR, BL turn clockwise on screen, as A's own corners do
+        return "image_a comes out mirrored"
+    if not np.all(cross > 0):
         return "image_a's corners map to a folded (non-convex) quadrilateral"
-    ratio = 0.5 * abs(
-        float(np.sum(q[:, 0] * np.roll(q[:, 1], -1) - np.roll(q[:, 0], -1) * q[:, 1]))
-    )
-    ratio /= max(1.0, (w - 1) * (h - 1))
+    area = 0.5 * float(np.sum(q[:, 0] * np.roll(q[:, 1], -1) - np.roll(q[:, 0], -1) * q[:, 1]))
+    ratio = abs(area) / max(1.0, (w - 1) * (h - 1))
     if not 1.0 / max_area_ratio <= ratio <= max_area_ratio:
         return f"image_a's area changes {ratio:.3g} times"
     return None
@@ -190,17 +191,6 @@ def confidence_of(score: Consistency, options: SelectionOptions) -> tuple[float,
     return conf, reasons
 
 
-def _work(image: np.ndarray, max_pixels: int) -> tuple[np.ndarray, np.ndarray]:
-    h, w = image.shape[:2]
-    if w * h <= max_pixels:
-        return image, np.eye(3)
-    s = math.sqrt(max_pixels / (w * h))
-    size = (max(16, int(w * s)), max(16, int(h * s)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), coarse_from_fine(
-        (w, h), size
-    ).numpy()
-
-
 def _default_refiner(a, b, init, options) -> RefineResult:
     return align_gauss_newton(a, b, torch.as_tensor(init), options)
 
@@ -231,18 +221,19 @@ def select_homography(
     opts = options or SelectionOptions()
     refine = refiner or _default_refiner
     t0 = time.perf_counter()
-    a_w, Ta = _work(image_a, opts.max_pixels)
-    b_w, Tb = _work(image_b, opts.max_pixels)
+    a_w, Ta = shrink_to(image_a, opts.max_pixels)
+    b_w, Tb = shrink_to(image_b, opts.max_pixels)
     ta, tb = to_tensor(a_w, "image_a", device), to_tensor(b_w, "image_b", device)
     Ta_inv, Tb_inv = np.linalg.inv(Ta), np.linalg.inv(Tb)
     size_w = (a_w.shape[1], a_w.shape[0])
+    size_a = (image_a.shape[1], image_a.shape[0])
     tol_start = opts.agree_start_frac * math.hypot(*size_w)
     scorer = ConsistencyScorer(a_w, b_w)
     work_H: dict[int, np.ndarray] = {}
 
     def make(name: str, source: str, Hw: np.ndarray, **kw) -> Candidate:
         H = Tb_inv @ Hw @ Ta
-        why = implausible(Hw, size_w, opts.max_area_ratio)
+        why = implausible(H, size_a, opts.max_area_ratio)
         score = scorer(Hw) if why is None else _NO_SCORE
         c = Candidate(name, source, H / H[2, 2], score, detail=why and f"rejected: {why}", **kw)
         work_H[id(c)] = Hw

@@ -20,6 +20,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from app.alignment.pyramid import shrink_to
 from app.geometry.ransac import ransac_homography
 
 __all__ = ["Detector", "FeatureEstimate", "FeatureOptions", "Robust", "estimate_features"]
@@ -93,18 +94,6 @@ def _to_gray(image: np.ndarray) -> np.ndarray:
     return image
 
 
-def _shrink(gray: np.ndarray, max_pixels: int) -> tuple[np.ndarray, np.ndarray]:
-    """(image at <= ~max_pixels, (3, 3) original pixel -> working pixel, half-pixel centres)."""
-    h, w = gray.shape
-    if w * h <= max_pixels:
-        return gray, np.eye(3)
-    s = math.sqrt(max_pixels / (w * h))
-    size = (max(16, round(w * s)), max(16, round(h * s)))
-    sx, sy = size[0] / w, size[1] / h
-    S = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1.0]])
-    return cv2.resize(gray, size, interpolation=cv2.INTER_AREA), S
-
-
 def _detector(options: FeatureOptions):
     if options.detector == "sift":
         return cv2.SIFT_create(nfeatures=options.max_features), cv2.NORM_L2
@@ -134,8 +123,8 @@ def estimate_features(
     """
     opts = options or FeatureOptions()
     start = time.perf_counter()
-    ga, Sa = _shrink(_to_gray(image_a), opts.max_pixels)
-    gb, Sb = _shrink(_to_gray(image_b), opts.max_pixels)
+    ga, Sa = shrink_to(_to_gray(image_a), opts.max_pixels, 16)
+    gb, Sb = shrink_to(_to_gray(image_b), opts.max_pixels, 16)
     scale = ga.shape[1] / image_a.shape[1]
     det, norm = _detector(opts)
     ka, da = det.detectAndCompute(ga, None)

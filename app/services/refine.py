@@ -6,7 +6,6 @@ engine, report errors, timings and an optional overlay. No HTTP here; routes map
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -26,7 +25,7 @@ from app.alignment import (
     to_tensor,
 )
 from app.alignment.gauss_newton import align_gauss_newton
-from app.alignment.pyramid import coarse_from_fine
+from app.alignment.pyramid import shrink_to
 from app.core.config import Settings
 from app.services.images import ImageError, decode_image
 
@@ -65,20 +64,6 @@ class RefineOutput:
     timings_ms: dict[str, float] = field(default_factory=dict)
     device: str = "cpu"
     work_scale: float = 1.0
-
-
-def _working_resolution(
-    image: np.ndarray, max_pixels: int, interpolation: int = cv2.INTER_AREA
-) -> tuple[np.ndarray, np.ndarray]:
-    """Shrink ``image`` to at most ~``max_pixels`` (cv2.resize, INTER_AREA); returns it and the
-    (3, 3) map from original to working pixels (half-pixel convention, as the pyramid's)."""
-    h, w = image.shape[:2]
-    if w * h <= max_pixels:
-        return image, np.eye(3)
-    s = math.sqrt(max_pixels / (w * h))
-    size = (max(8, int(w * s)), max(8, int(h * s)))
-    small = cv2.resize(image, size, interpolation=interpolation)
-    return small, coarse_from_fine((w, h), size).numpy()
 
 
 class Aligner:
@@ -206,8 +191,8 @@ def refine_pixels(
         raise RefineInputError("mask: fewer than 64 pixels are selected", 422, "mask")
     aligner = aligner or Aligner("cpu")
     # large images are aligned at a working resolution; H moves between the frames exactly
-    a_w, Ta = _working_resolution(a, settings.refine_max_work_pixels)
-    b_w, Tb = _working_resolution(b, settings.refine_max_work_pixels)
+    a_w, Ta = shrink_to(a, settings.refine_max_work_pixels)
+    b_w, Tb = shrink_to(b, settings.refine_max_work_pixels)
     if mask is not None and a_w is not a:
         m = (mask != 0).astype(np.float32)
         mask = cv2.resize(m, a_w.shape[::-1], interpolation=cv2.INTER_AREA) > 0.999

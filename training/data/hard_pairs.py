@@ -4,8 +4,9 @@ Image A is a window of a photo; image B is the same photo seen through a known h
 degraded. Kinds:
 
 - ``moderate``: B's corners move by up to 20 % of the side (HomographyNet's protocol);
-- ``large``: rotation up to +-40 deg, scale 0.65-1.5, and corners moved by up to 10 % on top;
-  far beyond the network's rho (25 % of the side);
+- ``large``: a rotation drawn from +-20-40 deg, scale 0.65-1.5, and corners moved by up to 10 %
+  on top (which shifts the rotation at A's centre by up to ~8 deg: measured 12.7-47 deg over
+  2,000 seeds); far beyond the network's rho (25 % of the side);
 - ``blur``: moderate motion, B blurred (Gaussian sigma 2.5-4 px);
 - ``lighting``: moderate motion, B with gain 0.35-0.6 or 1.5-2.2, bias +-40 and gamma 0.5-2;
 - ``jpeg``: moderate motion, both images JPEG-compressed at quality 8-15;
