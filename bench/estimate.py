@@ -216,7 +216,8 @@ async def bench_http(base: str, pairs: list[Pair], concurrency: int, requests: i
                 lat.append(dt)
                 batch.append(body["timings_ms"]["batch_size"])
                 for k, v in body["timings_ms"].items():
-                    stages.setdefault(k, []).append(v)
+                    if v is not None:  # stages that did not run are null
+                        stages.setdefault(k, []).append(v)
                 p = pairs[i % len(pairs)]
                 diff = np.array(body["corners_in_b"]) - p.corners_b
                 errors[i % len(pairs)] = float(np.linalg.norm(diff, axis=1).mean())
@@ -262,6 +263,10 @@ def _method_stats(errors: list[float], times: list[float], kinds: list[str]) -> 
         "median": float(np.median(e)),  # failures count at their (large) error
         "fail": int(fail.sum()),
         "fail_kinds": sorted({k for k, f in zip(kinds, fail, strict=True) if f}),
+        "fail_by_kind": {
+            k: int(sum(f for kk, f in zip(kinds, fail, strict=True) if kk == k))
+            for k in dict.fromkeys(kinds)
+        },
         "time_mean": float(np.mean(times) * 1e3),
         "time_median": float(np.median(times) * 1e3),
     }
@@ -331,6 +336,14 @@ def print_methods(res: dict, n_pairs: int, has_graf: bool) -> None:
             f"| {name} | {r['mean']:.3f} | {r['median']:.3f} | {r['fail']} | "
             f"{', '.join(r['fail_kinds']) or '-'} | {r['time_mean']:.0f} | {r['time_median']:.0f} |"
         )
+    kinds = list(next(iter(res.values()))["fail_by_kind"])
+    print()
+    print("Failures per kind (pairs per kind: see the docstring; graf is one pair):")
+    print()
+    print("| method | " + " | ".join(kinds) + " |")
+    print("|---|" + "---:|" * len(kinds))
+    for name, r in res.items():
+        print(f"| {name} | " + " | ".join(str(r["fail_by_kind"][k]) for k in kinds) + " |")
     sift, auto = res["OpenCV SIFT+RANSAC (in-process)"], res["auto"]
     singles = [k for k in res if k not in ("auto", "network, ?refine=true")]
     best_single = min(res[k]["median"] for k in singles)
@@ -454,7 +467,7 @@ def main() -> None:
     print()
     print("/estimate server-side stages, median ms per request:")
     print()
-    stages = ("decode", "preprocess", "queue_wait", "inference", "solve", "total")
+    stages = ("decode", "preprocess", "queue_wait", "inference", "solve", "select", "total")
     print("| pair | concurrency | " + " | ".join(stages) + " |")
     print("|---|---:|" + "---:|" * len(stages))
     for size in SIZES:

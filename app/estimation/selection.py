@@ -223,7 +223,6 @@ def select_homography(
     t0 = time.perf_counter()
     a_w, Ta = shrink_to(image_a, opts.max_pixels)
     b_w, Tb = shrink_to(image_b, opts.max_pixels)
-    ta, tb = to_tensor(a_w, "image_a", device), to_tensor(b_w, "image_b", device)
     Ta_inv, Tb_inv = np.linalg.inv(Ta), np.linalg.inv(Tb)
     size_w = (a_w.shape[1], a_w.shape[0])
     size_a = (image_a.shape[1], image_a.shape[0])
@@ -245,6 +244,7 @@ def select_homography(
         if H is not None and np.isfinite(H).all()
     ]
     if opts.refine:
+        ta, tb = to_tensor(a_w, "image_a", device), to_tensor(b_w, "image_b", device)
         refined_from: list[np.ndarray] = []
         # best start first; a start that agrees with one refined already is not refined again
         for c in sorted(candidates, key=_rank, reverse=True):
