@@ -5,8 +5,8 @@
     .venv/bin/python bench/load.py --soak 300           # plus a 5-minute soak at concurrency 8
     .venv/bin/python bench/load.py --url http://127.0.0.1:8000   # against a running server
 
-A mix of /estimate, /refine, /solve and /pose-loss requests at rising concurrency (1, 4, 16, 64
-workers), each stage bounded in time. Per stage: throughput, p50/p95/p99 latency of answered
+A mix of /estimate (network, and 10 % method=auto), /refine, /solve and /pose-loss requests at
+rising concurrency (1, 4, 16, 64 workers), each stage bounded in time. Per stage: throughput, p50/p95/p99 latency of answered
 requests, 503 (shed, with Retry-After) and error counts (5xx other than 503, timeouts, refused
 connections), and the server's resident memory before and after. Saturation must answer 503 +
 Retry-After quickly rather than letting timeouts pile up; the process must survive; memory must
@@ -57,6 +57,10 @@ def build_requests() -> dict[str, dict]:
             "url": "/estimate",
             "files": {"image_a": ("a.png", a, "image/png"), "image_b": ("b.png", b, "image/png")},
         },
+        "estimate-auto": {
+            "url": "/estimate?method=auto",
+            "files": {"image_a": ("a.png", a, "image/png"), "image_b": ("b.png", b, "image/png")},
+        },
         "refine": {
             "url": "/refine",
             "files": {"image_a": ("a.png", a, "image/png"), "image_b": ("b.png", b, "image/png")},
@@ -80,7 +84,7 @@ def build_requests() -> dict[str, dict]:
     }
 
 
-MIX = {"estimate": 0.35, "refine": 0.15, "solve": 0.3, "pose-loss": 0.2}
+MIX = {"estimate": 0.3, "estimate-auto": 0.1, "refine": 0.1, "solve": 0.3, "pose-loss": 0.2}
 
 
 @dataclass
