@@ -176,8 +176,13 @@ def confidence_of(score: Consistency, options: SelectionOptions) -> tuple[float,
     truth, with the reasons it is low: a logistic model over :func:`confidence_features`
     whose weights (``options.confidence_weights``) were fitted on synthetic pairs with known
     homographies (``bench/calibrate_confidence.py``)."""
+    if score.overlap < options.min_overlap:
+        return 0.0, [
+            f"only {score.overlap:.1%} of image_a lands inside image_b (at least "
+            f"{options.min_overlap:.0%} needed to judge it)"
+        ]
     if not score.usable:
-        return 0.0, ["the overlap is empty or flat"]
+        return 0.0, ["the overlap is flat: no texture to compare"]
     z = float(confidence_features(score) @ np.asarray(options.confidence_weights))
     conf = 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
     reasons: list[str] = []
@@ -285,7 +290,9 @@ def select_homography(
                 <= (opts.agree_px if x.refined and c.refined else tol_start)
             }
         )
-        c.confidence, c.reasons = confidence_of(c.score, opts)
+    for c in candidates:
+        rejected = c.detail is not None and c.detail.startswith("rejected")
+        c.confidence, c.reasons = (0.0, [c.detail]) if rejected else confidence_of(c.score, opts)
     scale = a_w.shape[1] / image_a.shape[1]
     if not eligible:
         reason = "no candidate maps enough of image_a into image_b with texture to compare"

@@ -268,9 +268,12 @@ class Estimator:
             device=device,
         )
         timings["select"] = (time.perf_counter() - t) * 1e3
-        if method == "auto" and sel.best is None:
-            raise EstimateError(f"no usable homography: {'; '.join(sel.reasons)}", 422)
-        best = sel.best if method == "auto" else _single(sel, method)
+        if method != "auto":
+            best = _single(sel, method)
+        elif sel.best is not None:
+            best = sel.best
+        else:  # nothing could be verified (flat images, no overlap): the first start, flagged
+            best = sel.candidates[0]
         corners, w = transform_points(best.b_H_a, image_corners(img_a.size))
         if not np.all(np.isfinite(corners)) or np.any(np.abs(w) < 1e-12):
             raise EstimateError(
@@ -284,7 +287,7 @@ class Estimator:
             method=method,
             chosen=best.name,
             selection=sel
-            if method == "auto"
+            if sel.best is best
             else _single_selection(sel, best, self.selection.low_confidence),
             size_a=img_a.size,
             size_b=img_b.size,
@@ -307,17 +310,13 @@ def _single(sel: Selection, method: str) -> Candidate:
 def _single_selection(sel: Selection, best: Candidate, threshold: float) -> Selection:
     """A single method's candidate is the answer even when it is not eligible (for example it
     maps too little of A into B, or is implausible): its own confidence (0 then), flagged."""
-    low = best.confidence < threshold
-    reasons = best.reasons
-    if low and not reasons:
-        reasons = [best.detail or "too little of image_a lands inside image_b to score it"]
     return replace(
         sel,
         best=best,
         confidence=best.confidence,
-        low_confidence=low,
+        low_confidence=best.confidence < threshold,
         agreeing=best.agreeing,
-        reasons=reasons,
+        reasons=best.reasons,
     )
 
 

@@ -151,3 +151,19 @@ def test_bad_options(client, pairs, query: str, field: str) -> None:
     r = client.post(f"/estimate?{query}", files=_files(pairs["moderate"][0]))
     assert r.status_code == 422
     assert r.json()["detail"][0]["loc"] == f"query.{field}"
+
+
+def test_flat_images_are_answered_and_flagged(client) -> None:
+    """Nothing to compare: every method still answers (the network's guess), flagged, with the
+    reason; features alone has no estimate (422)."""
+    flat = _png(np.full((120, 160), 128, np.uint8))
+    files = {"image_a": ("a.png", flat, "image/png"), "image_b": ("b.png", flat, "image/png")}
+    for method in ("network", "auto"):
+        r = client.post(f"/estimate?method={method}", files=files)
+        assert r.status_code == 200, r.text
+        q = r.json()["quality"]
+        assert q["low_confidence"] and q["confidence"] == 0.0
+        assert q["reasons"] == ["the overlap is flat: no texture to compare"]
+        assert q["photometric"]["ncc"] is None
+    r = client.post("/estimate?method=features", files=files)
+    assert r.status_code == 422 and "too few keypoints" in str(r.json()["detail"])

@@ -257,7 +257,14 @@ class TestConfidence:
 
     def test_unusable_score_has_zero_confidence(self) -> None:
         conf, reasons = confidence_of(Consistency(math.nan, 0.0, math.nan), SelectionOptions())
-        assert conf == 0.0 and reasons == ["the overlap is empty or flat"]
+        assert conf == 0.0 and len(reasons) == 1 and "0.0% of image_a lands" in reasons[0]
+        conf, reasons = confidence_of(Consistency(math.nan, 0.8, math.nan), SelectionOptions())
+        assert conf == 0.0 and reasons == ["the overlap is flat: no texture to compare"]
+
+    def test_small_overlap_has_zero_confidence(self) -> None:
+        """However well a sliver matches, too small an overlap cannot be judged."""
+        conf, reasons = confidence_of(Consistency(0.99, 0.01, 1.0, 0.99), SelectionOptions())
+        assert conf == 0.0 and "1.0% of image_a" in reasons[0]
 
     def test_logistic_of_the_weights(self) -> None:
         score = Consistency(0.95, 0.8, 2.0, 0.6)
