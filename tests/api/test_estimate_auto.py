@@ -167,3 +167,13 @@ def test_flat_images_are_answered_and_flagged(client) -> None:
         assert q["photometric"]["ncc"] is None
     r = client.post("/estimate?method=features", files=files)
     assert r.status_code == 422 and "too few keypoints" in str(r.json()["detail"])
+
+
+def test_features_then_refine(client, pairs) -> None:
+    """``method=features&refine=true`` chains /refine on the features' matrix."""
+    p = pairs["moderate"][0]
+    body = client.post("/estimate?method=features&refine=true", files=_files(p)).json()
+    assert body["chosen"] == "features" and body["refine"]["applied"]
+    refined = np.array(body["refine"]["result"]["b_H_a"])
+    size = (p.a.shape[1], p.a.shape[0])
+    assert corner_distance(refined, p.b_H_a, size) < min(0.5, _error(body, p) + 1e-9)
