@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -74,7 +74,8 @@ class EstimateResult:
 
     ``b_H_a`` (3, 3) float64 with H[2, 2] = 1; ``corners_in_b`` (4, 2) image-B pixels of image
     A's corners; ``method`` asked for and ``chosen`` (the winning candidate's name);
-    ``selection``: every candidate's score and the confidence; ``offsets`` (4, 2) px of the
+    ``selection``: every candidate (``selection.candidates``) with its score, and the
+    confidence; ``offsets`` (4, 2) px of the
     P x P network input and ``confidence`` (4,) per corner (classification models) when the
     network ran; ``features`` when the keypoint pipeline ran; sizes are (width, height);
     ``timings_ms`` per stage (absent stages omitted); ``batch_size``: 0 when the network did
@@ -95,7 +96,6 @@ class EstimateResult:
     model: dict[str, Any] | None = None
     features: FeatureEstimate | None = None
     feature_options: FeatureOptions | None = None
-    candidates: list[Candidate] = field(default_factory=list)
 
 
 def _decode_and_prepare(
@@ -112,7 +112,8 @@ def _decode_and_prepare(
 
 def _solve(
     offsets: np.ndarray, size_a: tuple[int, int], size_b: tuple[int, int], patch_size: int
-) -> tuple[np.ndarray, np.ndarray]:
+) -> np.ndarray:
+    """The network's ``b_H_a``; raises :class:`EstimateError` for a degenerate prediction."""
     if not np.all(np.isfinite(offsets)):
         raise EstimateError("the model returned non-finite offsets for this pair", 500)
     res = offsets_to_homography(offsets, size_a, size_b, patch_size)
@@ -123,15 +124,7 @@ def _solve(
             f"{MESSAGES[reason]})",
             422,
         )
-    b_H_a = res.dst_H_src[0]
-    corners, w = transform_points(b_H_a, image_corners(size_a))
-    if not (np.all(np.isfinite(corners)) and np.all(np.abs(w) > 1e-12 * np.abs(b_H_a).max())):
-        raise EstimateError(
-            "no finite answer: a corner of image A maps to infinity in image B under the "
-            "predicted homography",
-            422,
-        )
-    return b_H_a, corners
+    return res.dst_H_src[0]
 
 
 class Estimator:
@@ -233,11 +226,9 @@ class Estimator:
                 t = time.perf_counter()
                 offsets = res.outputs["offsets"].astype(np.float64)
                 try:
-                    starts["network"] = (
-                        await asyncio.to_thread(
-                            _solve, offsets, img_a.size, img_b.size, self.patch_size
-                        )
-                    )[0]
+                    starts["network"] = await asyncio.to_thread(
+                        _solve, offsets, img_a.size, img_b.size, self.patch_size
+                    )
                 except EstimateError as exc:
                     if method == "network":
                         raise
@@ -275,9 +266,11 @@ class Estimator:
         else:  # nothing could be verified (flat images, no overlap): the first start, flagged
             best = sel.candidates[0]
         corners, w = transform_points(best.b_H_a, image_corners(img_a.size))
-        if not np.all(np.isfinite(corners)) or np.any(np.abs(w) < 1e-12):
+        if not (np.all(np.isfinite(corners)) and np.all(np.abs(w) > 1e-12)):
             raise EstimateError(
-                "no finite answer: a corner of image A maps to infinity in image B", 422
+                f"no finite answer: a corner of image A maps to infinity in image B under the "
+                f"{best.name} estimate",
+                422,
             )
         timings["total"] = (time.perf_counter() - start) * 1e3
         conf = None if res is None else res.outputs.get("confidence")
@@ -298,7 +291,6 @@ class Estimator:
             model=self.model if use_net else None,
             features=feat,
             feature_options=fopts if use_feat else None,
-            candidates=sel.candidates,
         )
 
 

@@ -110,7 +110,10 @@ _OPENAPI_EXTRA: dict[str, Any] = {
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     413: {"description": "Image with too many pixels, or body over the size limit"},
     415: {"description": "Content type (request or part) or image format not supported"},
-    422: {"description": "Missing field, bad base64, empty/undecodable/too small image"},
+    422: {
+        "description": "Missing field, bad base64 or option, empty/undecodable/too small "
+        "image, or no homography (degenerate prediction, too few feature matches)"
+    },
     500: {"description": "Inference failed (the message says why)"},
     503: {"description": "Model not loaded, or the queue is full (see Retry-After)"},
 }
@@ -230,7 +233,7 @@ def _candidate(c: Candidate, size_a: tuple[int, int]) -> CandidateReport:
 def _response(r: EstimateResult) -> EstimateResponse:
     sel, best = r.selection, r.selection.best
     assert best is not None  # the service raises when there is no answer
-    start = next((c for c in r.candidates if best.refined and c.name == best.source), None)
+    start = next((c for c in sel.candidates if best.refined and c.name == best.source), None)
     f, fo = r.features, r.feature_options
     return EstimateResponse(
         method=r.method,  # type: ignore[arg-type]
@@ -266,7 +269,7 @@ def _response(r: EstimateResult) -> EstimateResponse:
             scale=f.scale,
             detail=f.detail,
         ),
-        candidates=[_candidate(c, r.size_a) for c in r.candidates],
+        candidates=[_candidate(c, r.size_a) for c in sel.candidates],
     )
 
 
