@@ -52,6 +52,9 @@ from _server import free_port, start_server
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from app.estimation.selection import corner_distance  # noqa: E402
+from app.geometry.points import image_corners, transform_points  # noqa: E402
+
 SIZES = ((320, 240), (640, 480))
 
 
@@ -62,16 +65,6 @@ class Pair:
     png_a: bytes
     png_b: bytes
     corners_b: np.ndarray  # (4, 2) true image-B positions of A's corners
-
-
-def corners_of(size: tuple[int, int]) -> np.ndarray:
-    w, h = size
-    return np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], np.float64)
-
-
-def apply_h(H: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    ph = np.c_[pts, np.ones(len(pts))] @ H.T
-    return ph[:, :2] / ph[:, 2:]
 
 
 def load_photos() -> list[np.ndarray]:
@@ -92,12 +85,12 @@ def make_pairs(size: tuple[int, int], n: int, seed: int) -> list[Pair]:
     for i in range(n):
         big = cv2.resize(photos[i % len(photos)], (W, H), interpolation=cv2.INTER_AREA)
         a = np.ascontiguousarray(big[y0 : y0 + h, x0 : x0 + w])
-        c = corners_of(size)
+        c = image_corners(size)
         moved = c + rng.uniform(-0.2, 0.2, (4, 2)) * [w, h]  # where B's corners are in A
         a_H_b = cv2.getPerspectiveTransform(c.astype(np.float32), moved.astype(np.float32))
         b = cv2.warpPerspective(big, T @ a_H_b, size, flags=cv2.WARP_INVERSE_MAP | cv2.INTER_LINEAR)
         b_H_a = np.linalg.inv(a_H_b)
-        pairs.append(Pair(a, b, _png(a), _png(b), apply_h(b_H_a, c)))
+        pairs.append(Pair(a, b, _png(a), _png(b), transform_points(b_H_a, c)[0]))
     return pairs
 
 
@@ -162,7 +155,8 @@ def bench_classical(kind: str, pairs: list[Pair], repeats: int) -> dict:
             H = fn(p.a, p.b)
             best = min(best, time.perf_counter() - t)
         times.append(best)
-        corners = None if H is None else apply_h(H, corners_of((p.a.shape[1], p.a.shape[0])))
+        size_a = (p.a.shape[1], p.a.shape[0])
+        corners = None if H is None else transform_points(H, image_corners(size_a))[0]
         if corners is None or not np.all(np.isfinite(corners)):
             errors.append(None)
             errors_net.append(None)
@@ -250,9 +244,7 @@ METHODS = (
 def _corner_error(H: np.ndarray | None, p) -> float:
     if H is None or not np.isfinite(H).all():
         return float("inf")
-    c = corners_of((p.a.shape[1], p.a.shape[0]))
-    e = np.linalg.norm(apply_h(H, c) - apply_h(p.b_H_a, c), axis=1).mean()
-    return float(e) if np.isfinite(e) else float("inf")
+    return corner_distance(H, p.b_H_a, (p.a.shape[1], p.a.shape[0]))
 
 
 def _method_stats(errors: list[float], times: list[float], kinds: list[str]) -> dict:

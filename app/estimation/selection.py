@@ -32,6 +32,7 @@ from app.alignment.gauss_newton import align_gauss_newton
 from app.alignment.pyramid import shrink_to
 from app.alignment.refine import to_tensor
 from app.alignment.types import RefineOptions, RefineResult
+from app.geometry.points import image_corners, transform_points
 
 __all__ = [
     "CONFIDENCE_PX",
@@ -128,13 +129,11 @@ class Selection:
 def corner_distance(H1: np.ndarray, H2: np.ndarray, size_a: tuple[int, int]) -> float:
     """Mean distance (pixels of B) between A's four corners mapped by ``H1`` and by ``H2``;
     inf when a corner maps to infinity."""
-    w, h = size_a
-    c = np.array([[0, 0, 1], [w - 1, 0, 1], [w - 1, h - 1, 1], [0, h - 1, 1]], np.float64)
-    p1, p2 = c @ np.asarray(H1).T, c @ np.asarray(H2).T
-    if np.any(np.abs(p1[:, 2]) < 1e-12) or np.any(np.abs(p2[:, 2]) < 1e-12):
+    c = image_corners(size_a)
+    (p1, w1), (p2, w2) = transform_points(H1, c), transform_points(H2, c)
+    if np.any(np.abs(w1) < 1e-12) or np.any(np.abs(w2) < 1e-12):
         return math.inf
-    d = p1[:, :2] / p1[:, 2:] - p2[:, :2] / p2[:, 2:]
-    out = float(np.linalg.norm(d, axis=1).mean())
+    out = float(np.linalg.norm(p1 - p2, axis=1).mean())
     return out if math.isfinite(out) else math.inf
 
 
@@ -144,11 +143,9 @@ def implausible(b_H_a: np.ndarray, size_a: tuple[int, int], max_area_ratio: floa
     or A's area changes more than ``max_area_ratio`` times. ``size_a``: (width, height) in the
     pixels ``b_H_a`` maps from."""
     w, h = size_a
-    c = np.array([[0, 0, 1], [w - 1, 0, 1], [w - 1, h - 1, 1], [0, h - 1, 1]], np.float64)
-    p = c @ np.asarray(b_H_a, np.float64).T
-    if not np.isfinite(p).all() or np.any(p[:, 2] * p[0, 2] <= 0):
+    q, wq = transform_points(np.asarray(b_H_a, np.float64), image_corners(size_a))
+    if not (np.isfinite(wq).all() and np.isfinite(q).all()) or np.any(wq * wq[0] <= 0):
         return "image_a's corners map across the horizon"
-    q = p[:, :2] / p[:, 2:]
     e = np.roll(q, -1, axis=0) - q
     cross = e[:, 0] * np.roll(e, -1, axis=0)[:, 1] - e[:, 1] * np.roll(e, -1, axis=0)[:, 0]
     if np.all(cross < 0):  # TL, TR, BR, BL turn clockwise on screen, as A's own corners do

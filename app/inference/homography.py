@@ -12,22 +12,11 @@ from __future__ import annotations
 import numpy as np
 
 from app.geometry.four_point import FourPointResult, solve_four_point
+from app.geometry.points import image_corners, transform_points
 from app.inference.engine import HomographyEngine
 from app.inference.preprocess import patch_corners, patch_to_image_matrix, prepare_pair
 
 __all__ = ["image_corners", "network_homography", "offsets_to_homography", "transform_points"]
-
-
-def image_corners(size: tuple[int, int]) -> np.ndarray:
-    """(4, 2) float64 corner pixel centres of a (width, height) image: TL, TR, BR, BL."""
-    w, h = size
-    return np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], dtype=np.float64)
-
-
-def transform_points(dst_H_src: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(3, 3) matrix and (N, 2) points -> ((N, 2) mapped points, (N,) homogeneous w)."""
-    ph = np.concatenate([points, np.ones((len(points), 1))], axis=1) @ dst_H_src.T
-    return ph[:, :2] / ph[:, 2:3], ph[:, 2]
 
 
 def offsets_to_homography(

@@ -40,10 +40,11 @@ import numpy as np
 from app.core.config import Settings
 from app.estimation import Candidate, Selection, SelectionOptions, select_homography
 from app.features import FeatureEstimate, FeatureOptions, estimate_features
+from app.geometry.points import image_corners, transform_points
 from app.geometry.reasons import MESSAGES, Reason
 from app.inference.batcher import MicroBatcher
 from app.inference.engine import HomographyEngine, OnnxHomographyEngine
-from app.inference.homography import image_corners, offsets_to_homography, transform_points
+from app.inference.homography import offsets_to_homography
 from app.inference.preprocess import prepare_pair
 from app.services.images import DecodedImage, decode_image
 

@@ -17,7 +17,7 @@ from starlette.datastructures import UploadFile
 from app.alignment.consistency import Consistency
 from app.api.deps import EnginesDep, SettingsDep
 from app.api.errors import InputError
-from app.api.routes.refine import refine_after_estimate
+from app.api.routes.refine import refine_after_estimate, registered_aligner
 from app.api.schemas.estimate import (
     EXAMPLE_A,
     EXAMPLE_B,
@@ -34,11 +34,10 @@ from app.core.config import Settings
 from app.core.engines import EngineRegistry
 from app.core.metrics import ITEMS
 from app.estimation import Candidate
+from app.geometry.points import image_corners, transform_points
 from app.inference.batcher import BatcherClosedError, InferenceError, QueueFullError
-from app.inference.homography import image_corners, transform_points
 from app.services.estimate import EstimateError, EstimateResult, Estimator, Method
 from app.services.images import ImageError, decode_base64
-from app.services.refine import Aligner
 from app.services.startup import CLASSIFICATION_ESTIMATOR, ESTIMATOR
 
 router = APIRouter(tags=["estimate"])
@@ -298,8 +297,7 @@ async def _estimate(
 ) -> Any:
     """Run the service and map its errors: 4xx from the input, 503 (+ Retry-After), 500.
     With ``q.refine``, also refine ``b_H_a`` as /refine does."""
-    aligner = engines.get("aligner")
-    aligner = aligner if isinstance(aligner, Aligner) else None
+    aligner = registered_aligner(engines)
     try:
         result = await estimator.estimate(
             data_a,

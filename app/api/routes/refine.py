@@ -55,7 +55,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _aligner(engines: EngineRegistry) -> Aligner | None:
+def registered_aligner(engines: EngineRegistry) -> Aligner | None:
+    """The start-up aligner engine, or None when it did not build (callers fall back to CPU)."""
     obj = engines.get("aligner")
     return obj if isinstance(obj, Aligner) else None
 
@@ -116,7 +117,14 @@ def _run(
     options, overlay = _options(opts)
     try:
         out = refine_images(
-            data_a, data_b, init, options, settings, _aligner(engines), mask=mask, overlay=overlay
+            data_a,
+            data_b,
+            init,
+            options,
+            settings,
+            registered_aligner(engines),
+            mask=mask,
+            overlay=overlay,
         )
     except RefineInputError as exc:
         raise InputError(exc.message, exc.status, exc.field) from exc
@@ -211,7 +219,7 @@ def refine_after_estimate(
     that cannot be refined (e.g. it maps A outside B) is reported, not raised."""
     try:
         out = refine_images(
-            data_a, data_b, b_H_a, options or RefineOptions(), settings, _aligner(engines)
+            data_a, data_b, b_H_a, options or RefineOptions(), settings, registered_aligner(engines)
         )
     except RefineInputError as exc:
         return ChainedRefine(applied=False, detail=exc.message)
