@@ -52,8 +52,7 @@ from _server import free_port, start_server
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.estimation.selection import corner_distance  # noqa: E402
-from app.geometry.points import image_corners, transform_points  # noqa: E402
+from app.geometry.points import corner_distance, image_corners, transform_points  # noqa: E402
 
 SIZES = ((320, 240), (640, 480))
 

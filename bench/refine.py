@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.alignment import align_tutorial_adam, refine_homography, to_tensor  # noqa: E402
+from app.geometry.points import image_corners  # noqa: E402
 
 SIZE = (640, 480)
 PHOTOS = ["camera", "astronaut", "coffee", "chelsea", "brick", "rocket", "grass", "coins"]
@@ -49,8 +50,7 @@ def photo(name: str) -> np.ndarray:
 
 
 def corners() -> np.ndarray:
-    w, h = SIZE
-    return np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], np.float64)
+    return image_corners(SIZE)
 
 
 def make_pair(name: str, magnitude: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

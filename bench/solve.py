@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 from _server import free_port, start_server  # noqa: E402
 
 from app.geometry.four_point import aca_torch, solve_four_point  # noqa: E402
+from app.geometry.points import image_corners  # noqa: E402
 
 
 def best_time(fn: Callable[[], object], repeats: int, min_time: float = 0.3) -> float:
@@ -92,7 +93,7 @@ def kornia_batched(src: np.ndarray, dst: np.ndarray, dtype: torch.dtype) -> Call
 
 def make_inputs(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    corners = np.array([[0, 0], [127, 0], [127, 127], [0, 127]], float)
+    corners = image_corners((128, 128))
     src = corners + rng.uniform(0, 512, (n, 1, 2))
     dst = src + rng.uniform(-32, 32, (n, 4, 2))
     return src, dst

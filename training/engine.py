@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -14,11 +15,36 @@ from app.inference.preprocess import normalize
 from training.data.pairs import PairGenerator
 from training.metrics import corner_errors, summarize
 
-__all__ = ["NonFiniteLossError", "evaluate", "predict", "train_one_epoch"]
+__all__ = ["EpochConfig", "NonFiniteLossError", "evaluate", "predict", "train_one_epoch"]
 
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite."""
+
+
+def _never() -> bool:
+    return False
+
+
+def _nothing() -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class EpochConfig:
+    """How one epoch runs: ``steps`` of ``batch_size`` fresh pairs on ``device``; the learning
+    rate set from ``lr_at()`` before every step; gradients clipped to ``clip_grad`` (0: off);
+    ``should_stop()`` checked before every step (time budget, other ranks); ``on_step()``
+    called after each; a progress bar when ``progress``."""
+
+    batch_size: int
+    steps: int
+    device: torch.device
+    lr_at: Callable[[], float]
+    clip_grad: float = 0.0
+    should_stop: Callable[[], bool] = _never
+    on_step: Callable[[], None] = _nothing
+    progress: bool = True
 
 
 def train_one_epoch(
@@ -26,34 +52,29 @@ def train_one_epoch(
     criterion: nn.Module,
     optimizer: torch.optim.Optimizer,
     generator: PairGenerator,
-    batch_size: int,
-    steps: int,
-    lr_at: Callable[[], float],
-    device: torch.device,
+    config: EpochConfig,
     scaler: torch.amp.GradScaler | None = None,
-    clip_grad: float = 0.0,
-    should_stop: Callable[[], bool] = lambda: False,
-    progress: bool = True,
-    on_step: Callable[[], None] = lambda: None,
 ) -> dict[str, float]:
-    """Up to ``steps`` steps of fresh random pairs; returns mean loss, MACE, steps done."""
+    """Up to ``config.steps`` steps of fresh random pairs (mixed precision when ``scaler`` is
+    given); returns mean loss, MACE, steps done."""
+    cfg = config
     model.train()
     amp = scaler is not None
     losses, maces, done = [], [], 0
-    it = range(steps)
+    it = range(cfg.steps)
     bar = None
-    if progress:
+    if cfg.progress:
         from tqdm import tqdm
 
         bar = tqdm(it, desc="train", unit="step", mininterval=10, leave=False)
         it = bar
     for _ in it:
-        if should_stop():
+        if cfg.should_stop():
             break
         for g in optimizer.param_groups:
-            g["lr"] = lr_at()
-        pairs, offsets = generator.sample(batch_size)
-        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
+            g["lr"] = cfg.lr_at()
+        pairs, offsets = generator.sample(cfg.batch_size)
+        with torch.autocast(device_type=cfg.device.type, dtype=torch.float16, enabled=amp):
             out = model(pairs)
             loss = criterion(out, offsets)
         if not math.isfinite(loss.item()):
@@ -61,20 +82,20 @@ def train_one_epoch(
         optimizer.zero_grad(set_to_none=True)
         if amp:
             scaler.scale(loss).backward()
-            if clip_grad > 0:
+            if cfg.clip_grad > 0:
                 scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
             scaler.step(optimizer)
             scaler.update()
         else:
             loss.backward()
-            if clip_grad > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+            if cfg.clip_grad > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
             optimizer.step()
         losses.append(loss.item())
         maces.append(corner_errors(out["offsets"].detach(), offsets).mean().item())
         done += 1
-        on_step()
+        cfg.on_step()
         if bar is not None:
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}", mace=f"{np.mean(maces[-50:]):.2f}")
     return {

@@ -34,7 +34,8 @@ import cv2
 import numpy as np
 import torch
 
-from app.inference.preprocess import normalize, patch_corners
+from app.geometry.points import patch_corners
+from app.inference.preprocess import PATCH_SIZE, RHO, WORK_SIZE, normalize
 from training.data.fixed import load_fixed_set, make_fixed_set, save_fixed_set
 from training.data.sources import discover_images, load_gray_stack, split_by_hash
 from training.metrics import FAILURE_PX, corner_errors, summarize
@@ -54,9 +55,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     a("--test-set", default="data/test_pairs.npz", help=".npz fixed set (built if missing)")
     a("--pairs", type=int, default=1000)
     a("--seed", type=int, default=2016)
-    a("--patch-size", type=int, default=128)
-    a("--rho", type=float, default=32.0)
-    a("--work-size", type=int, nargs=2, default=[320, 240], metavar=("W", "H"))
+    a("--patch-size", type=int, default=PATCH_SIZE)
+    a("--rho", type=float, default=RHO)
+    a("--work-size", type=int, nargs=2, default=list(WORK_SIZE), metavar=("W", "H"))
     a("--model", action="append", default=[], metavar="NAME=PATH", help=".onnx or .pth")
     a(
         "--baselines",

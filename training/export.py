@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from app.inference.preprocess import NORM_MEAN, NORM_STD, WORK_SIZE
+from app.inference.preprocess import NORM_MEAN, NORM_STD, PATCH_SIZE, RHO, WORK_SIZE
 from training.metrics import FAILURE_PX
 from training.models import build_model
 from training.utils import load_checkpoint
@@ -60,7 +60,9 @@ def output_names(model: nn.Module) -> list[str]:
     return ["offsets"]
 
 
-def export_onnx(model: nn.Module, path: str | Path, patch_size: int = 128, opset: int = 18) -> Path:
+def export_onnx(
+    model: nn.Module, path: str | Path, patch_size: int = PATCH_SIZE, opset: int = 18
+) -> Path:
     """Export ``model`` (eval mode, CPU) with a dynamic batch axis; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -100,7 +102,7 @@ def export_onnx(model: nn.Module, path: str | Path, patch_size: int = 128, opset
 def check_parity(
     model: nn.Module,
     path: str | Path,
-    patch_size: int = 128,
+    patch_size: int = PATCH_SIZE,
     batches: tuple[int, ...] = (1, 5),
     seed: int = 0,
 ) -> float:
@@ -140,7 +142,7 @@ def model_card(
 ) -> dict:
     """The JSON written beside the ONNX file."""
     args, state, kw = ck.get("args", {}), ck.get("state", {}), ck["model_kwargs"]
-    P, rho = kw.get("patch_size", 128), kw.get("rho", 32.0)
+    P, rho = kw.get("patch_size", PATCH_SIZE), kw.get("rho", RHO)
     head = kw.get("head", "regression")
     outputs = [
         {
@@ -265,8 +267,8 @@ def main(args: argparse.Namespace) -> dict:
     model = build_model(ck["model_name"], **ck["model_kwargs"])
     model.load_state_dict(ck["model"])
     model.eval()
-    out = export_onnx(model, args.output, ck["model_kwargs"].get("patch_size", 128))
-    parity = check_parity(model, out, ck["model_kwargs"].get("patch_size", 128))
+    out = export_onnx(model, args.output, ck["model_kwargs"].get("patch_size", PATCH_SIZE))
+    parity = check_parity(model, out, ck["model_kwargs"].get("patch_size", PATCH_SIZE))
     print(f"ORT vs torch max abs diff: {parity:.2e}")
     if parity > args.tolerance:
         raise SystemExit(f"parity check failed: {parity:.3e} > {args.tolerance:g}")

@@ -1,34 +1,13 @@
-"""Geometry used by training: the 4-point solver and an ONNX-friendly square-to-quad map.
-
-``solve_homography`` uses the project's solver ``app.geometry.four_point.solve_homography_torch``
-when it is importable and kornia's ``get_perspective_transform`` otherwise; both return
-``dst_H_src`` mapping src pixel coordinates to dst pixel coordinates (OpenCV convention, h33 = 1).
-"""
+"""Geometry only training needs: an ONNX-friendly closed-form square-to-quad homography. The
+rest (corners, point transforms, the 4-point solver) comes from :mod:`app.geometry`, shared
+with serving."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-__all__ = ["corners_like", "solve_homography", "square_to_quad", "transform_points"]
-
-
-def solve_homography(src: Tensor, dst: Tensor) -> Tensor:
-    """(B, 4, 2) src, (B, 4, 2) dst pixel points -> (B, 3, 3) ``dst_H_src``."""
-    try:
-        from app.geometry.four_point import solve_homography_torch
-    except ImportError:  # the project's solver is not there yet
-        from kornia.geometry.transform import get_perspective_transform
-
-        return get_perspective_transform(src, dst)
-    return solve_homography_torch(src, dst)
-
-
-def corners_like(x: Tensor, patch_size: int) -> Tensor:
-    """(1, 4, 2) corner pixel centres TL, TR, BR, BL of a patch, dtype/device of ``x``."""
-    s = float(patch_size - 1)
-    c = [[0.0, 0.0], [s, 0.0], [s, s], [0.0, s]]
-    return torch.tensor(c, dtype=x.dtype, device=x.device)[None]
+__all__ = ["square_to_quad"]
 
 
 def square_to_quad(quad: Tensor, side: float) -> Tensor:
@@ -52,10 +31,3 @@ def square_to_quad(quad: Tensor, side: float) -> Tensor:
     H = torch.stack([a, b, c, d, e, f, g, h, one], dim=-1).reshape(-1, 3, 3)
     scale = torch.tensor([1.0 / side, 1.0 / side, 1.0], dtype=quad.dtype, device=quad.device)
     return H * scale  # H @ diag(1/side, 1/side, 1): scales the columns
-
-
-def transform_points(dst_H_src: Tensor, points: Tensor) -> Tensor:
-    """(B, 3, 3) matrix, (B, N, 2) points -> (B, N, 2) mapped points."""
-    ph = torch.cat([points, torch.ones_like(points[..., :1])], dim=-1)
-    q = ph @ dst_H_src.transpose(1, 2)
-    return q[..., :2] / q[..., 2:3]

@@ -33,10 +33,11 @@ from pathlib import Path
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from app.inference.preprocess import PATCH_SIZE, RHO, WORK_SIZE
 from training.data.fixed import make_fixed_set
 from training.data.pairs import PairGenerator
 from training.data.sources import discover_images, load_gray_stack, split_by_hash
-from training.engine import NonFiniteLossError, evaluate, train_one_epoch
+from training.engine import EpochConfig, NonFiniteLossError, evaluate, train_one_epoch
 from training.losses import HomographyLoss
 from training.models import MODELS, build_model
 from training.utils import (
@@ -65,9 +66,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     a("--strides", type=int, nargs="+", default=[8, 8, 8], help="corrnet: stride per iteration")
     a("--ranges", type=float, nargs="+", default=[1.0, 0.5, 0.25], help="corrnet: range/rho")
     a("--radius", type=int, default=4, help="corrnet: correlation radius")
-    a("--patch-size", type=int, default=128)
-    a("--rho", type=float, default=32.0)
-    a("--work-size", type=int, nargs=2, default=[320, 240], metavar=("W", "H"))
+    a("--patch-size", type=int, default=PATCH_SIZE)
+    a("--rho", type=float, default=RHO)
+    a("--work-size", type=int, nargs=2, default=list(WORK_SIZE), metavar=("W", "H"))
     a("--flip", action="store_true", help="random horizontal flips of the source images")
     a("--loss", default="mse", choices=("mse", "l1"), help="regression loss")
     a("--hard-bins", action="store_true", help="classification: one-hot (paper) bin targets")
@@ -200,23 +201,19 @@ def main(args: argparse.Namespace) -> dict:
     if main_proc:
         (out_dir / "args.json").write_text(json.dumps(vars(args), indent=2))
     last_val: dict = {}
+    epoch = EpochConfig(
+        batch_size=args.batch_size,
+        steps=args.steps_per_epoch,
+        device=device,
+        lr_at=lr_at,
+        clip_grad=args.clip_grad,
+        should_stop=should_stop,
+        on_step=on_step,
+        progress=progress,
+    )
     while not should_stop():
         try:
-            tr = train_one_epoch(
-                model,
-                criterion,
-                optimizer,
-                gen,
-                args.batch_size,
-                args.steps_per_epoch,
-                lr_at,
-                device,
-                scaler,
-                args.clip_grad,
-                should_stop,
-                progress,
-                on_step,
-            )
+            tr = train_one_epoch(model, criterion, optimizer, gen, epoch, scaler)
         except NonFiniteLossError as exc:
             print(f"[rank {rank}] {exc}")
             break

@@ -20,6 +20,8 @@ import cv2
 import numpy as np
 import torch
 
+from app.imaging import to_gray
+
 __all__ = ["Consistency", "ConsistencyScorer", "photometric_consistency"]
 
 _MIN_PIXELS = 64
@@ -52,10 +54,7 @@ def _as_gray(image: np.ndarray | torch.Tensor) -> np.ndarray:
     -> (H, W) float32 in [0, 1] (uint8 divided by 255)."""
     if isinstance(image, torch.Tensor):
         return image.detach().reshape(image.shape[-2:]).float().cpu().numpy()
-    x = np.asarray(image)
-    if x.ndim == 3:
-        x = x[..., :3] if x.dtype == np.uint8 else x[..., :3].astype(np.float32)
-        x = cv2.cvtColor(np.ascontiguousarray(x), cv2.COLOR_BGR2GRAY)
+    x = to_gray(np.asarray(image))
     return x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
 
 

@@ -39,6 +39,7 @@ from kornia.filters import spatial_gradient
 
 from app.alignment.pyramid import gaussian_pyramid, level_from_full, num_levels_for
 from app.alignment.types import LevelReport, RefineOptions, RefineResult
+from app.geometry.points import image_corners
 
 __all__ = ["align_gauss_newton", "sample_at"]
 
@@ -107,11 +108,8 @@ def _template(a: torch.Tensor, mask: torch.Tensor | None, border: int) -> _Templ
         dtype=torch.float64,
         device=dev,
     )
-    corners = torch.tensor(
-        [[0.0, w - 1.0, w - 1.0, 0.0], [0.0, 0.0, h - 1.0, h - 1.0], [1.0, 1.0, 1.0, 1.0]],
-        dtype=torch.float64,
-        device=dev,
-    )
+    corners = torch.ones(3, 4, dtype=torch.float64, device=dev)  # homogeneous, one per column
+    corners[:2] = torch.as_tensor(image_corners((w, h)).T, device=dev)
     return _Template(
         points=torch.stack([xs, ys, torch.ones_like(xs)]),
         values=values,
@@ -368,23 +366,21 @@ def _coarse_start(
     w, h = tpl.size
     quick = replace(opts, max_iterations=min(opts.max_iterations, 6))
     for sc, tx, ty in _SEARCH_STARTS:
-        if True:
-            if True:
-                S = torch.tensor(
-                    [
-                        [sc, 0.0, tx * w + (1 - sc) * (w - 1) / 2],
-                        [0.0, sc, ty * h + (1 - sc) * (h - 1) / 2],
-                        [0.0, 0.0, 1.0],
-                    ],
-                    dtype=torch.float64,
-                    device=b_H_a.device,
-                )
-                H = descend(S @ b_H_a, quick, (*opts.coarse_dof, 8))
-                s = score(H)
-                if s < best_score:
-                    best, best_score = H, s
-                if clock.left <= 0 or time.perf_counter() >= clock.deadline:
-                    return best, its
+        S = torch.tensor(
+            [
+                [sc, 0.0, tx * w + (1 - sc) * (w - 1) / 2],
+                [0.0, sc, ty * h + (1 - sc) * (h - 1) / 2],
+                [0.0, 0.0, 1.0],
+            ],
+            dtype=torch.float64,
+            device=b_H_a.device,
+        )
+        H = descend(S @ b_H_a, quick, (*opts.coarse_dof, 8))
+        s = score(H)
+        if s < best_score:
+            best, best_score = H, s
+        if clock.left <= 0 or time.perf_counter() >= clock.deadline:
+            return best, its
     return best, its  # the caller converges the winner with 8 dof
 
 

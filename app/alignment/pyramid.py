@@ -5,18 +5,18 @@ Convention: pixel coordinates with the origin at the centre of the top-left pixe
 interpolation and ``align_corners=False`` to ``floor(side / 2)``, so the centre of coarse pixel
 ``x_c`` sits at fine coordinate ``x_f = s (x_c + 0.5) - 0.5`` with ``s = W_fine / W_coarse``
 (exactly 2 for even sides, slightly more for odd ones). :func:`coarse_from_fine` writes this as a
-3x3 matrix ``T``; a homography moves between levels as ``H_coarse = T_b @ H_fine @ inv(T_a)``.
+3x3 matrix ``T`` (:func:`app.imaging.resize_matrix` as a tensor); a homography moves between
+levels as ``H_coarse = T_b @ H_fine @ inv(T_a)``.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
 
-import cv2
-import numpy as np
 import torch
 from kornia.geometry.transform import pyrdown
+
+from app.imaging import resize_matrix
 
 __all__ = [
     "coarse_from_fine",
@@ -52,13 +52,7 @@ def coarse_from_fine(
 ) -> torch.Tensor:
     """(3, 3) ``T`` with ``x_coarse ~ T @ x_fine`` for one ``pyrdown`` (or any
     ``F.interpolate(..., align_corners=False)`` resize); sizes are (width, height)."""
-    sx = fine_size[0] / coarse_size[0]
-    sy = fine_size[1] / coarse_size[1]
-    return torch.tensor(
-        [[1 / sx, 0.0, 0.5 / sx - 0.5], [0.0, 1 / sy, 0.5 / sy - 0.5], [0.0, 0.0, 1.0]],
-        dtype=dtype,
-        device=device,
-    )
+    return torch.as_tensor(resize_matrix(fine_size, coarse_size), dtype=dtype, device=device)
 
 
 def level_from_full(
@@ -76,19 +70,3 @@ def scale_homography(b_H_a: torch.Tensor, T_a: torch.Tensor, T_b: torch.Tensor) 
     """``T_b @ b_H_a @ inv(T_a)``: the same A->B map in the pixel frames that ``T_a``/``T_b``
     lead to. ``b_H_a``: (B, 3, 3) or (3, 3); ``T_a``, ``T_b``: (3, 3)."""
     return T_b.to(b_H_a) @ b_H_a @ torch.linalg.inv(T_a.to(b_H_a))
-
-
-def shrink_to(
-    image: np.ndarray, max_pixels: int, min_side: int = 8
-) -> tuple[np.ndarray, np.ndarray]:
-    """An image larger than ``max_pixels`` resized (``cv2.INTER_AREA``) to about that many
-    pixels, with the (3, 3) float64 ``work_T_orig`` (original pixel -> working pixel, half-pixel
-    convention as :func:`coarse_from_fine`); a small enough image is returned as is with the
-    identity. Works for (H, W) and (H, W, C) arrays."""
-    h, w = image.shape[:2]
-    if w * h <= max_pixels:
-        return image, np.eye(3)
-    s = math.sqrt(max_pixels / (w * h))
-    size = (max(min_side, int(w * s)), max(min_side, int(h * s)))
-    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    return small, coarse_from_fine((w, h), size).numpy()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-import cv2
 import numpy as np
 import torch
 from kornia.geometry.transform import warp_perspective
@@ -20,6 +19,7 @@ from kornia.geometry.transform import warp_perspective
 from app.alignment.gauss_newton import align_gauss_newton
 from app.alignment.tutorial import align_tutorial_adam
 from app.alignment.types import PhotometricError, RefineOptions, RefineResult
+from app.imaging import resize_matrix, to_gray
 
 __all__ = [
     "AlignmentInputError",
@@ -84,9 +84,7 @@ def to_tensor(image: np.ndarray | torch.Tensor, field: str, device: torch.device
     else:
         a = np.asarray(image)
         if a.ndim == 3 and a.shape[2] in (3, 4):
-            a = cv2.cvtColor(a[..., :3], cv2.COLOR_BGR2GRAY) if a.dtype == np.uint8 else a
-            if a.ndim == 3:  # float colour: the same weights as OpenCV's
-                a = a[..., :3].astype(np.float32) @ np.float32([0.114, 0.587, 0.299])
+            a = to_gray(a)
         if a.ndim != 2:
             raise AlignmentInputError(f"{field}: expected a 2-D image, got shape {a.shape}", field)
         if a.dtype == np.uint8:
@@ -135,8 +133,7 @@ def overlay_image(
     hb, wb = image_b.shape[-2:]
     s = min(1.0, max_side / max(hb, wb))
     h, w = max(1, round(hb * s)), max(1, round(wb * s))
-    # output pixel centre x_o sits at B coordinate (x_o + 0.5) * wb / w - 0.5
-    S = np.array([[w / wb, 0, 0.5 * w / wb - 0.5], [0, h / hb, 0.5 * h / hb - 0.5], [0, 0, 1.0]])
+    S = resize_matrix((wb, hb), (w, h))  # B pixel -> overlay pixel
     dev = image_a.device
     M = torch.as_tensor(S @ b_H_a, dtype=torch.float32, device=dev)[None]
     warped_a = warp_perspective(image_a, M, (h, w), align_corners=True)[0, 0]

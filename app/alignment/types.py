@@ -45,7 +45,7 @@ class RefineOptions:
             the basin of convergence for large motions.
         search: when the coarsest level still matches poorly (``score``, the squared residual
             over the template's variance, i.e. ``2 (1 - NCC)`` with gain/bias, above
-            ``search_threshold``), also try a grid of 26 shifted/scaled starts there and keep
+            ``search_threshold``), also try a grid of 10 shifted/scaled starts there and keep
             the best (costs a few hundred ms on a CPU; nothing when the first start matches).
         search_threshold: see ``search``.
     """

@@ -5,7 +5,6 @@ from app.estimation.selection import (
     Selection,
     SelectionOptions,
     confidence_of,
-    corner_distance,
     select_homography,
 )
 
@@ -14,6 +13,5 @@ __all__ = [
     "Selection",
     "SelectionOptions",
     "confidence_of",
-    "corner_distance",
     "select_homography",
 ]

@@ -29,10 +29,10 @@ import torch
 
 from app.alignment.consistency import Consistency, ConsistencyScorer
 from app.alignment.gauss_newton import align_gauss_newton
-from app.alignment.pyramid import shrink_to
 from app.alignment.refine import to_tensor
 from app.alignment.types import RefineOptions, RefineResult
-from app.geometry.points import image_corners, transform_points
+from app.geometry.points import corner_distance, image_corners, transform_points
+from app.imaging import shrink_pair
 
 __all__ = [
     "CONFIDENCE_PX",
@@ -42,7 +42,6 @@ __all__ = [
     "SelectionOptions",
     "confidence_features",
     "confidence_of",
-    "corner_distance",
     "implausible",
     "select_homography",
 ]
@@ -126,17 +125,6 @@ class Selection:
     seconds: float = 0.0
 
 
-def corner_distance(H1: np.ndarray, H2: np.ndarray, size_a: tuple[int, int]) -> float:
-    """Mean distance (pixels of B) between A's four corners mapped by ``H1`` and by ``H2``;
-    inf when a corner maps to infinity."""
-    c = image_corners(size_a)
-    (p1, w1), (p2, w2) = transform_points(H1, c), transform_points(H2, c)
-    if np.any(np.abs(w1) < 1e-12) or np.any(np.abs(w2) < 1e-12):
-        return math.inf
-    out = float(np.linalg.norm(p1 - p2, axis=1).mean())
-    return out if math.isfinite(out) else math.inf
-
-
 def implausible(b_H_a: np.ndarray, size_a: tuple[int, int], max_area_ratio: float) -> str | None:
     """Why ``b_H_a`` cannot be a camera's view of the same plane, or None: A's corners go to
     infinity, fold (non-convex), come out mirrored (a camera never sees a plane from behind),
@@ -203,6 +191,7 @@ def select_homography(
     starts: Mapping[str, np.ndarray | None],
     options: SelectionOptions | None = None,
     *,
+    refined: Mapping[str, np.ndarray] | None = None,
     refiner: Refiner | None = None,
     device: torch.device | str = "cpu",
 ) -> Selection:
@@ -210,8 +199,11 @@ def select_homography(
 
     Args:
         image_a, image_b: (H, W) uint8 gray or (H, W, 3) uint8 BGR, sizes may differ.
-        starts: source name -> (3, 3) ``b_H_a`` in original pixels, or None (no estimate).
+        starts: source name -> (3, 3) ``b_H_a`` in original pixels, or None (no estimate);
+            non-finite matrices are left out.
         options: :class:`SelectionOptions`.
+        refined: source name -> (3, 3) ``b_H_a`` refined elsewhere (e.g. by the /refine
+            pipeline), scored as the candidate ``"{source}+refine"``.
         refiner: runs one refinement (default: :func:`align_gauss_newton` in this thread; the
             service passes its aligner, which limits concurrent alignments).
         device: where the working images live.
@@ -223,33 +215,34 @@ def select_homography(
     opts = options or SelectionOptions()
     refine = refiner or _default_refiner
     t0 = time.perf_counter()
-    a_w, Ta = shrink_to(image_a, opts.max_pixels)
-    b_w, Tb = shrink_to(image_b, opts.max_pixels)
-    Ta_inv, Tb_inv = np.linalg.inv(Ta), np.linalg.inv(Tb)
-    size_w = (a_w.shape[1], a_w.shape[0])
-    size_a = (image_a.shape[1], image_a.shape[0])
+    work = shrink_pair(image_a, image_b, opts.max_pixels)
+    size_w = (work.a.shape[1], work.a.shape[0])
     tol_start = opts.agree_start_frac * math.hypot(*size_w)
-    scorer = ConsistencyScorer(a_w, b_w)
+    scorer = ConsistencyScorer(work.a, work.b)
     work_H: dict[int, np.ndarray] = {}
 
     def make(name: str, source: str, Hw: np.ndarray, **kw) -> Candidate:
-        H = Tb_inv @ Hw @ Ta
-        why = implausible(H, size_a, opts.max_area_ratio)
+        H = work.to_original(Hw)
+        why = implausible(H, work.size_a, opts.max_area_ratio)
         score = scorer(Hw) if why is None else _NO_SCORE
-        c = Candidate(name, source, H / H[2, 2], score, detail=why and f"rejected: {why}", **kw)
+        c = Candidate(name, source, H, score, detail=why and f"rejected: {why}", **kw)
         work_H[id(c)] = Hw
         return c
 
-    candidates = [
-        make(name, name, Tb @ np.asarray(H, dtype=np.float64) @ Ta_inv)
-        for name, H in starts.items()
-        if H is not None and np.isfinite(H).all()
+    def usable(H: np.ndarray | None) -> bool:
+        return H is not None and np.isfinite(H).all()
+
+    candidates = [make(name, name, work.to_work(H)) for name, H in starts.items() if usable(H)]
+    candidates += [
+        make(f"{source}+refine", source, work.to_work(H), refined=True)
+        for source, H in (refined or {}).items()
+        if usable(H)
     ]
     if opts.refine:
-        ta, tb = to_tensor(a_w, "image_a", device), to_tensor(b_w, "image_b", device)
+        ta, tb = to_tensor(work.a, "image_a", device), to_tensor(work.b, "image_b", device)
         refined_from: list[np.ndarray] = []
         # best start first; a start that agrees with one refined already is not refined again
-        for c in sorted(candidates, key=_rank, reverse=True):
+        for c in sorted((c for c in candidates if not c.refined), key=_rank, reverse=True):
             Hw = work_H[id(c)]
             if c.detail is not None:
                 continue
@@ -290,7 +283,7 @@ def select_homography(
     for c in candidates:
         rejected = c.detail is not None and c.detail.startswith("rejected")
         c.confidence, c.reasons = (0.0, [c.detail]) if rejected else confidence_of(c.score, opts)
-    scale = a_w.shape[1] / image_a.shape[1]
+    scale = work.scale
     if not eligible:
         reason = "no candidate maps enough of image_a into image_b with texture to compare"
         return Selection(None, candidates, 0.0, True, [], [reason], scale, time.perf_counter() - t0)

@@ -6,7 +6,7 @@ Conventions as in :mod:`app.geometry`: pixel coordinates with the origin at the 
 top-left pixel (OpenCV's keypoint convention), ``x_b ~ b_H_a @ x_a``, ``H[2, 2] = 1``.
 
 Large images are matched at a working resolution (``max_pixels``); the matrix is mapped back to
-the original pixels exactly (``b_H_a = inv(Sb) @ work_H @ Sa``), so callers never see the
+the original pixels exactly (:func:`app.imaging.shrink_pair`), so callers never see the
 working frame. No HTTP here.
 """
 
@@ -20,8 +20,8 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from app.alignment.pyramid import shrink_to
 from app.geometry.ransac import ransac_homography
+from app.imaging import shrink_pair, to_gray
 
 __all__ = ["Detector", "FeatureEstimate", "FeatureOptions", "Robust", "estimate_features"]
 
@@ -86,14 +86,6 @@ class FeatureEstimate:
         return self.inliers / self.matches if self.matches else 0.0
 
 
-def _to_gray(image: np.ndarray) -> np.ndarray:
-    if image.ndim == 3:
-        return cv2.cvtColor(image[..., :3], cv2.COLOR_BGR2GRAY)
-    if image.ndim != 2:
-        raise ValueError(f"expected an (H, W) or (H, W, 3) image, got shape {image.shape}")
-    return image
-
-
 def _detector(options: FeatureOptions):
     if options.detector == "sift":
         return cv2.SIFT_create(nfeatures=options.max_features), cv2.NORM_L2
@@ -123,9 +115,8 @@ def estimate_features(
     """
     opts = options or FeatureOptions()
     start = time.perf_counter()
-    ga, Sa = shrink_to(_to_gray(image_a), opts.max_pixels, 16)
-    gb, Sb = shrink_to(_to_gray(image_b), opts.max_pixels, 16)
-    scale = ga.shape[1] / image_a.shape[1]
+    work = shrink_pair(to_gray(image_a), to_gray(image_b), opts.max_pixels, 16)
+    ga, gb, scale = work.a, work.b, work.scale
     det, norm = _detector(opts)
     ka, da = det.detectAndCompute(ga, None)
     kb, db = det.detectAndCompute(gb, None)
@@ -168,9 +159,11 @@ def estimate_features(
         return fail(f"no consensus among {len(good)} matches", len(good))
     ph = np.c_[src[inl], np.ones(int(inl.sum()))] @ H.T
     err = np.linalg.norm(ph[:, :2] / ph[:, 2:] - dst[inl], axis=1)
-    b_H_a = np.linalg.inv(Sb) @ H @ Sa
+    b_H_a = work.to_original(H)
+    if not np.isfinite(b_H_a).all():
+        return fail(f"no finite homography from {len(good)} matches", len(good))
     return FeatureEstimate(
-        b_H_a / b_H_a[2, 2],
+        b_H_a,
         nk,
         len(good),
         int(inl.sum()),

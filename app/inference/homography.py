@@ -12,11 +12,11 @@ from __future__ import annotations
 import numpy as np
 
 from app.geometry.four_point import FourPointResult, solve_four_point
-from app.geometry.points import image_corners, transform_points
+from app.geometry.points import patch_corners
 from app.inference.engine import HomographyEngine
-from app.inference.preprocess import patch_corners, patch_to_image_matrix, prepare_pair
+from app.inference.preprocess import patch_to_image_matrix, prepare_pair
 
-__all__ = ["image_corners", "network_homography", "offsets_to_homography", "transform_points"]
+__all__ = ["network_homography", "offsets_to_homography"]
 
 
 def offsets_to_homography(

@@ -6,7 +6,8 @@ Conventions (defined once, here):
   (aspect ratio ignored, ``cv2.INTER_AREA``) to ``WORK_SIZE = (320, 240)`` (width, height).
 * Patches are ``PATCH_SIZE x PATCH_SIZE`` (128). Patch pixel ``(x, y)`` is the centre of column
   ``x``, row ``y``; the four patch corners are the centres of the corner pixels, in the order
-  TL, TR, BR, BL: ``(0, 0), (P-1, 0), (P-1, P-1), (0, P-1)``.
+  TL, TR, BR, BL: ``(0, 0), (P-1, 0), (P-1, P-1), (0, P-1)``
+  (:func:`app.geometry.points.patch_corners`).
 * Network input: float32 ``(B, 2, P, P)``; channel 0 is patch A, channel 1 patch B; pixel values
   ``v`` (uint8) become ``(v / 255 - NORM_MEAN) / NORM_STD``, i.e. [-1, 1].
 * Network output: ``offsets`` ``(B, 4, 2)`` in pixels of the patch, ``(x, y)`` per corner,
@@ -14,8 +15,9 @@ Conventions (defined once, here):
   is the content of A at ``corner_i + offset_i``. Hence ``a_H_b = solve(corners, corners +
   offsets)`` maps pixel coordinates of B to pixel coordinates of A. Training targets are
   ``offsets / rho`` (``RHO = 32``).
-* Resizing a full image of size ``(W, H)`` to the patch follows cv2.resize's half-pixel convention:
-  ``x_image = (x_patch + 0.5) * W / P - 0.5``; :func:`patch_to_image_matrix` gives this as a 3x3
+* Resizing a full image of size ``(W, H)`` to the patch follows cv2.resize's half-pixel convention
+  (:func:`app.imaging.resize_matrix`): ``x_image = (x_patch + 0.5) * W / P - 0.5``;
+  :func:`patch_to_image_matrix` gives this as a 3x3
   matrix ``image_S_patch``, so between two full images ``imgB_H_imgA = S_b @ inv(a_H_b) @
   inv(S_a)``.
 * The training protocol sees a P x P window of a 320x240 image (content at that scale, offsets
@@ -29,8 +31,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import cv2
 import numpy as np
+
+from app.imaging import resize_gray, resize_matrix
 
 __all__ = [
     "NORM_MEAN",
@@ -42,14 +45,10 @@ __all__ = [
     "denormalize",
     "normalize",
     "offsets_to_target",
-    "patch_corners",
     "patch_to_image_matrix",
     "prepare_centered_pair",
     "prepare_pair",
-    "resize_gray",
-    "resized_to_image_matrix",
     "target_to_offsets",
-    "to_gray",
 ]
 
 WORK_SIZE: tuple[int, int] = (320, 240)  # (width, height) of the paper's protocol
@@ -57,39 +56,6 @@ PATCH_SIZE: int = 128
 RHO: float = 32.0
 NORM_MEAN: float = 0.5
 NORM_STD: float = 0.5
-
-
-def to_gray(image: np.ndarray, channel_order: str = "bgr") -> np.ndarray:
-    """(H, W), (H, W, 1), (H, W, 3) or (H, W, 4) uint8 -> (H, W) uint8.
-
-    ``channel_order`` is ``"bgr"`` (what cv2.imdecode returns) or ``"rgb"``.
-    """
-    if image.ndim == 2:
-        return np.ascontiguousarray(image)
-    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
-        raise ValueError(f"expected (H, W[, 1|3|4]) image, got shape {image.shape}")
-    if image.shape[2] == 1:
-        return np.ascontiguousarray(image[..., 0])
-    if channel_order not in ("bgr", "rgb"):
-        raise ValueError(f"channel_order must be 'bgr' or 'rgb', got {channel_order!r}")
-    rgb = channel_order == "rgb"
-    if image.shape[2] == 3:
-        code = cv2.COLOR_RGB2GRAY if rgb else cv2.COLOR_BGR2GRAY
-    else:
-        code = cv2.COLOR_RGBA2GRAY if rgb else cv2.COLOR_BGRA2GRAY
-    return cv2.cvtColor(image, code)
-
-
-def resize_gray(image: np.ndarray, size: tuple[int, int] = WORK_SIZE) -> np.ndarray:
-    """Any uint8 image -> grayscale (size[1], size[0]) uint8 (``size`` is (width, height))."""
-    gray = to_gray(image)
-    if gray.dtype != np.uint8:
-        raise ValueError(f"expected uint8, got {gray.dtype}")
-    if (gray.shape[1], gray.shape[0]) == tuple(size):
-        return gray
-    shrink = gray.shape[1] >= size[0] and gray.shape[0] >= size[1]
-    interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
-    return cv2.resize(gray, tuple(size), interpolation=interp)
 
 
 def normalize(x: Any) -> Any:
@@ -114,18 +80,12 @@ def target_to_offsets(target: Any, rho: float = RHO) -> Any:
     return target * rho
 
 
-def patch_corners(patch_size: int = PATCH_SIZE) -> np.ndarray:
-    """(4, 2) float32 corner pixel centres of a patch, order TL, TR, BR, BL, (x, y)."""
-    s = float(patch_size - 1)
-    return np.array([[0.0, 0.0], [s, 0.0], [s, s], [0.0, s]], dtype=np.float32)
-
-
 def patch_to_image_matrix(image_size: tuple[int, int], patch_size: int = PATCH_SIZE) -> np.ndarray:
     """3x3 float64 ``image_S_patch`` for an image of (width, height) resized to the patch.
 
     Maps patch pixel coordinates to image pixel coordinates (cv2.resize half-pixel convention).
     """
-    return resized_to_image_matrix(image_size, (patch_size, patch_size))
+    return resize_matrix((patch_size, patch_size), image_size)
 
 
 def prepare_pair(
@@ -137,17 +97,6 @@ def prepare_pair(
     return normalize(np.stack([a, b])[None])
 
 
-def resized_to_image_matrix(
-    image_size: tuple[int, int], resized_size: tuple[int, int]
-) -> np.ndarray:
-    """3x3 float64 map from pixel coords of an image resized to ``resized_size`` back to the
-    original ``image_size`` (both (width, height); cv2.resize half-pixel convention)."""
-    sx, sy = image_size[0] / resized_size[0], image_size[1] / resized_size[1]
-    return np.array(
-        [[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]], dtype=np.float64
-    )
-
-
 def centered_patch_matrix(
     image_size: tuple[int, int],
     work_size: tuple[int, int] = WORK_SIZE,
@@ -157,7 +106,7 @@ def centered_patch_matrix(
     ``work_size`` (sizes are (width, height)): patch pixel coords -> original image pixel coords."""
     x0, y0 = (work_size[0] - patch_size) // 2, (work_size[1] - patch_size) // 2
     T = np.array([[1.0, 0.0, x0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]])
-    return resized_to_image_matrix(image_size, work_size) @ T
+    return resize_matrix(work_size, image_size) @ T
 
 
 def prepare_centered_pair(

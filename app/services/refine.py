@@ -25,7 +25,7 @@ from app.alignment import (
     to_tensor,
 )
 from app.alignment.gauss_newton import align_gauss_newton
-from app.alignment.pyramid import shrink_to
+from app.imaging import shrink_to
 from app.core.config import Settings
 from app.services.images import ImageError, decode_image
 

@@ -8,6 +8,8 @@ import cv2
 import numpy as np
 import skimage.data
 
+from app.geometry.points import image_corners
+
 
 @cache
 def photo(name: str, size: tuple[int, int] = (640, 480)) -> np.ndarray:
@@ -23,8 +25,7 @@ def photo(name: str, size: tuple[int, int] = (640, 480)) -> np.ndarray:
 
 def corners(size: tuple[int, int]) -> np.ndarray:
     """(4, 2) pixel centres of the corner pixels, TL, TR, BR, BL."""
-    w, h = size
-    return np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], np.float64)
+    return image_corners(size)
 
 
 def random_homography(size: tuple[int, int], rho: float, seed: int) -> np.ndarray:

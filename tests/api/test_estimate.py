@@ -20,8 +20,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.core.config import REPO_ROOT, Settings
+from app.geometry.points import image_corners
 from app.inference.engine import ModelLoadError
-from app.inference.homography import image_corners, offsets_to_homography
+from app.inference.homography import offsets_to_homography
 from app.main import create_app
 from app.services import estimate as estimate_service
 from tests.inference.helpers import (
@@ -443,7 +444,7 @@ def test_engine_failure_is_500_and_service_recovers(monkeypatch) -> None:
 
 
 def test_degenerate_prediction_422(monkeypatch) -> None:
-    from app.inference.preprocess import patch_corners
+    from app.geometry.points import patch_corners
 
     engine = FakeEngine(offsets=np.full((4, 2), 60.0) - patch_corners(128))
     good = encode(cv2.resize(skimage_photo("chelsea.png"), (64, 48)))

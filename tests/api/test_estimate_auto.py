@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.core.config import Settings
-from app.estimation import corner_distance
+from app.geometry.points import corner_distance
 from app.main import create_app
 from training.data.hard_pairs import KINDS, HardPair, graf_pair, make_hard_pair, make_hard_pairs
 

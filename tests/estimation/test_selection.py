@@ -21,10 +21,10 @@ from app.estimation.selection import (
     SelectionOptions,
     confidence_features,
     confidence_of,
-    corner_distance,
     implausible,
     select_homography,
 )
+from app.geometry.points import corner_distance
 from tests.alignment.helpers import corner_error, corners, random_homography
 
 SIZE = (320, 240)

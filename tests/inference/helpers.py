@@ -22,8 +22,9 @@ import cv2
 import numpy as np
 import torch
 
+from app.geometry.points import patch_corners
 from app.inference.engine import ModelCard
-from app.inference.preprocess import patch_corners, patch_to_image_matrix
+from app.inference.preprocess import patch_to_image_matrix
 
 PATCH = 128
 

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from app.geometry.four_point import solve_four_point
-from app.inference.homography import image_corners, offsets_to_homography, transform_points
-from app.inference.preprocess import patch_corners, patch_to_image_matrix
+from app.geometry.points import image_corners, patch_corners, transform_points
+from app.inference.homography import offsets_to_homography
+from app.inference.preprocess import patch_to_image_matrix
 from tests.inference.helpers import apply_h, true_offsets
 
 P = 128

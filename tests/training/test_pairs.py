@@ -8,9 +8,17 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from app.geometry.four_point import solve_homography_torch as solve_homography
+from app.geometry.points import image_corners_torch
+from app.geometry.points import transform_points_torch as transform_points
 from tests.training.conftest import textured
 from training.data.pairs import PairGenerator, render_pairs
-from training.geometry import corners_like, solve_homography, square_to_quad, transform_points
+from training.geometry import square_to_quad
+
+
+def corners_like(x: torch.Tensor, P: int) -> torch.Tensor:
+    return image_corners_torch((P, P), x)
+
 
 IMG = cv2.cvtColor(textured(3, 96, 128), cv2.COLOR_BGR2GRAY)
 P, RHO = 48, 12.0

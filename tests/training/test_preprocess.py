@@ -4,32 +4,17 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from app.geometry.points import patch_corners
+from app.imaging import resize_gray
 from app.inference import preprocess as pp
-
-
-class TestToGray:
-    @pytest.mark.parametrize("shape", [(7, 9), (7, 9, 1), (7, 9, 3), (7, 9, 4)])
-    def test_shapes(self, shape: tuple[int, ...]) -> None:
-        img = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
-        assert pp.to_gray(img).shape == (7, 9)
-
-    def test_rgb_vs_bgr(self) -> None:
-        img = np.zeros((2, 2, 3), np.uint8)
-        img[..., 0] = 255  # blue in BGR, red in RGB
-        assert pp.to_gray(img, "bgr")[0, 0] < pp.to_gray(img, "rgb")[0, 0]
-
-    def test_bad_shape(self) -> None:
-        with pytest.raises(ValueError, match="expected"):
-            pp.to_gray(np.zeros((2, 2, 5), np.uint8))
 
 
 def test_resize_gray_size() -> None:
     img = np.zeros((480, 640, 3), np.uint8)
-    assert pp.resize_gray(img).shape == (240, 320)
+    assert resize_gray(img, pp.WORK_SIZE).shape == (240, 320)
     assert pp.prepare_pair(img, img[:100]).shape == (1, 2, 128, 128)
 
 
@@ -59,7 +44,7 @@ def test_patch_to_image_matrix_matches_cv2_resize(w: int, h: int) -> None:
 def test_targets() -> None:
     off = np.array([16.0, -32.0])
     assert np.allclose(pp.target_to_offsets(pp.offsets_to_target(off)), off)
-    assert np.allclose(pp.patch_corners(128)[2], [127, 127])
+    assert np.allclose(patch_corners(128)[2], [127, 127])
 
 
 def test_centered_pair_matches_crop_of_resized() -> None:
@@ -67,7 +52,7 @@ def test_centered_pair_matches_crop_of_resized() -> None:
     img = cv2.resize(rng.integers(0, 256, (30, 40), dtype=np.uint8), (640, 480))
     x, S_a, S_b = pp.prepare_centered_pair(img, img)
     assert x.shape == (1, 2, 128, 128) and np.allclose(S_a, S_b)
-    work = pp.resize_gray(img)
+    work = resize_gray(img, pp.WORK_SIZE)
     assert np.allclose(pp.denormalize(x[0, 0]), work[56:184, 96:224], atol=1e-3)
     # patch pixel (0, 0) is work pixel (96, 56), i.e. image pixel (2 * 96 + 0.5, 2 * 56 + 0.5)
     assert np.allclose(S_a @ [0, 0, 1.0], [192.5, 112.5, 1.0])

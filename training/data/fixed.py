@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from app.inference.preprocess import PATCH_SIZE, RHO
 from training.data.pairs import PairGenerator
 
 __all__ = ["FixedSet", "load_fixed_set", "make_fixed_set", "save_fixed_set"]
@@ -25,8 +26,8 @@ def make_fixed_set(
     images: torch.Tensor,
     n_pairs: int,
     seed: int,
-    patch_size: int = 128,
-    rho: float = 32.0,
+    patch_size: int = PATCH_SIZE,
+    rho: float = RHO,
     files: Sequence[str] = (),
     chunk: int = 256,
     progress: bool = False,

@@ -15,8 +15,9 @@ import torch
 from kornia.geometry.transform import warp_perspective
 from torch import Tensor
 
-from app.inference.preprocess import normalize
-from training.geometry import corners_like, solve_homography
+from app.geometry.four_point import solve_homography_torch
+from app.geometry.points import image_corners_torch
+from app.inference.preprocess import PATCH_SIZE, RHO, normalize
 
 __all__ = ["PairGenerator", "render_pairs"]
 
@@ -36,8 +37,8 @@ def render_pairs(images: Tensor, top_left: Tensor, offsets: Tensor, patch_size: 
     idx = rows[:, :, None] * W + cols[:, None, :]  # (B, P, P)
     patch_a = images.reshape(B, H * W).gather(1, idx.reshape(B, -1)).reshape(B, 1, P, P)
     # B(u) = I(T a_H_b u) with T the translation by (x0, y0); kornia takes dst_H_src = inv(T a_H_b)
-    sq = corners_like(offsets, P).expand(B, 4, 2)
-    a_H_b = solve_homography(sq, sq + offsets)
+    sq = image_corners_torch((P, P), offsets).expand(B, 4, 2)
+    a_H_b = solve_homography_torch(sq, sq + offsets)
     T = torch.eye(3, dtype=offsets.dtype, device=offsets.device).repeat(B, 1, 1)
     T[:, 0, 2], T[:, 1, 2] = x0.to(offsets.dtype), y0.to(offsets.dtype)
     patchB_H_image = torch.linalg.inv(T @ a_H_b)
@@ -63,8 +64,8 @@ class PairGenerator:
     def __init__(
         self,
         images: Tensor,
-        patch_size: int = 128,
-        rho: float = 32.0,
+        patch_size: int = PATCH_SIZE,
+        rho: float = RHO,
         seed: int = 0,
         flip: bool = False,
     ) -> None:

@@ -14,7 +14,8 @@ import cv2
 import numpy as np
 import torch
 
-from app.inference.preprocess import WORK_SIZE, resize_gray
+from app.imaging import resize_gray
+from app.inference.preprocess import WORK_SIZE
 
 __all__ = [
     "COCO_SPLITS",

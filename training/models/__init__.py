@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from app.inference.preprocess import PATCH_SIZE, RHO
 from training.models.corrnet import CorrHomographyNet
 from training.models.homographynet import HomographyNet
 
@@ -18,7 +19,7 @@ MODELS = ("homographynet", "corrnet")
 
 
 def build_model(
-    name: str, head: str = "regression", patch_size: int = 128, rho: float = 32.0, **kw
+    name: str, head: str = "regression", patch_size: int = PATCH_SIZE, rho: float = RHO, **kw
 ) -> nn.Module:
     """Build a model by name ("homographynet" or "corrnet")."""
     if name == "homographynet":

@@ -25,7 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from training.geometry import corners_like, square_to_quad, transform_points
+from app.geometry.points import image_corners_torch, transform_points_torch
+from app.inference.preprocess import PATCH_SIZE, RHO
+from training.geometry import square_to_quad
 from training.models.heads import classification_outputs, corner_confidence
 
 __all__ = ["CorrHomographyNet", "local_correlation"]
@@ -109,8 +111,8 @@ class CorrHomographyNet(nn.Module):
     def __init__(
         self,
         head: str = "regression",
-        patch_size: int = 128,
-        rho: float = 32.0,
+        patch_size: int = PATCH_SIZE,
+        rho: float = RHO,
         bins: int = 21,
         strides: Sequence[int] = (8, 8, 8),
         ranges: Sequence[float] = (1.0, 0.5, 0.25),
@@ -142,7 +144,7 @@ class CorrHomographyNet(nn.Module):
         cells = torch.stack([xs, ys], -1).reshape(1, -1, 2)
         half = (stride - 1) / 2.0
         pix = cells * stride + half  # patch pixel coordinates of the cell centres
-        pa = transform_points(a_H_b, pix.expand(B, -1, -1))
+        pa = transform_points_torch(a_H_b, pix.expand(B, -1, -1))
         fc = (pa - half) / stride  # feature coordinates in A
         scale = torch.tensor([2.0 / (w - 1), 2.0 / (h - 1)], dtype=fa.dtype, device=fa.device)
         grid = (fc * scale - 1.0).reshape(B, h, w, 2)
@@ -157,7 +159,7 @@ class CorrHomographyNet(nn.Module):
     def forward(self, x: Tensor) -> dict[str, Tensor | list]:
         B = x.shape[0]
         feats = self.encoder(torch.cat([x[:, :1], x[:, 1:2]], dim=0))
-        sq = corners_like(x, self.patch_size)
+        sq = image_corners_torch((self.patch_size, self.patch_size), x)
         d = x.new_zeros(B, 4, 2)
         iters: list[dict] = []
         probs = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from app.inference.preprocess import PATCH_SIZE, RHO
 from training.models.heads import classification_outputs, corner_confidence
 
 __all__ = ["HomographyNet"]
@@ -25,8 +26,8 @@ class HomographyNet(nn.Module):
     def __init__(
         self,
         head: str = "regression",
-        patch_size: int = 128,
-        rho: float = 32.0,
+        patch_size: int = PATCH_SIZE,
+        rho: float = RHO,
         bins: int = 21,
         width: float = 1.0,
         fc: int = 1024,
