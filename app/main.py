@@ -10,12 +10,12 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from app import __version__
 from app.api.errors import install_error_handlers
+from app.api.middleware import BodyLimitMiddleware, ObservabilityMiddleware
 from app.api.router import api_router
+from app.api.security import ApiKeyMiddleware
 from app.core.config import Settings, get_settings
 from app.core.engines import EngineRegistry
 from app.core.logging import configure_logging
-from app.core.middleware import BodyLimitMiddleware, ObservabilityMiddleware
-from app.core.security import ApiKeyMiddleware
 from app.services.startup import build_engines, run_engines
 
 DESCRIPTION = """

@@ -19,6 +19,7 @@ from kornia.geometry.transform import warp_perspective
 from app.alignment.gauss_newton import align_gauss_newton
 from app.alignment.tutorial import align_tutorial_adam
 from app.alignment.types import PhotometricError, RefineOptions, RefineResult
+from app.core.errors import DomainError
 from app.imaging import resize_matrix, to_gray
 
 __all__ = [
@@ -34,12 +35,11 @@ Method = Literal["gauss_newton", "tutorial_adam"]
 _COND_LIMIT = 1e12
 
 
-class AlignmentInputError(ValueError):
-    """Input that cannot be aligned; ``field`` names the argument at fault."""
+class AlignmentInputError(DomainError, ValueError):
+    """Input that cannot be aligned (kind ``invalid``); ``field`` names the argument at fault."""
 
     def __init__(self, message: str, field: str) -> None:
-        super().__init__(message)
-        self.message, self.field = message, field
+        super().__init__(message, "invalid", field)
 
 
 def check_homography(H: object, field: str = "init") -> np.ndarray:

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
         5_000_000, ge=1, description="Largest total point count in one robust /solve request."
     )
     max_pose_batch: int = Field(1_000_000, ge=1, description="Largest /pose-loss batch.")
+    max_pose_depth_samples: int = Field(
+        4_000_000, ge=1, description="Most /pose-loss depth samples in one request, all lists."
+    )
 
     # Engines
     model_path: Path = REPO_ROOT / "models" / "homographynet_regression.onnx"

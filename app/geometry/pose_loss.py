@@ -55,6 +55,8 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor
 
+from app.core.errors import DomainError
+
 __all__ = [
     "PoseConvention",
     "PoseInputError",
@@ -63,6 +65,7 @@ __all__ = [
     "check_pose_loss_inputs",
     "check_position",
     "check_rotation",
+    "depth_range_from_lists",
     "depth_range_from_samples",
     "homography_pose_loss",
     "homography_pose_loss_terms",
@@ -81,12 +84,15 @@ _CONVENTIONS = ("world_to_camera", "camera_to_world")
 _CPU_CHUNK_BYTES = 1 << 17
 
 
-class PoseInputError(ValueError):
-    """Invalid input to the pose loss; ``field`` names it (e.g. ``"estimated.quaternion[3]"``)."""
+class PoseInputError(DomainError, ValueError):
+    """Invalid input to the pose loss (kind ``invalid``); ``field`` names it (e.g.
+    ``"estimated.quaternion[3]"``)."""
 
     def __init__(self, message: str, field: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.message, self.field = message, field
+        super().__init__(message, "invalid", field)
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
 
 
 class PoseLossTerms(NamedTuple):
@@ -622,31 +628,89 @@ def depth_range_from_samples(
         i, j = (int(v) for v in bad.nonzero()[0])
         raise PoseInputError(f"depth samples must be finite and > 0, got {depths[i, j]}",
                              f"{field}[{i}][{j}]")  # fmt: skip
-    counts = mask.sum(-1)
-    if bool((counts == 0).any()):
-        i = int((counts == 0).nonzero()[0, 0])
+    return depth_range_from_lists(
+        depths[mask], mask.sum(-1), mode=mode, percentiles=percentiles, field=field
+    )
+
+
+def depth_range_from_lists(
+    values: Tensor,
+    lengths: Tensor,
+    *,
+    mode: Literal["local", "global"] = "local",
+    percentiles: tuple[float, float] = (2.5, 97.5),
+    field: str = "depths",
+) -> tuple[Tensor, Tensor]:
+    """:func:`depth_range_from_samples` for ragged samples, without padding them to the longest
+    list: memory and time are O(total samples), whatever the spread of the lengths.
+
+    Args:
+        values: ``(T,)`` all samples, image 0's first, then image 1's, ...
+        lengths: ``(B,)`` samples per image, summing to ``T``.
+        mode, percentiles, field: as :func:`depth_range_from_samples`.
+
+    Returns:
+        ``(xmin, xmax)``, each ``(B,)``, same dtype and device as ``values``.
+
+    Raises:
+        PoseInputError: a sample is not finite or not > 0 (``field[i][j]``: list ``i``, entry
+            ``j``), or a list is empty (``field[i]``).
+
+    Example:
+        >>> xmin, xmax = depth_range_from_lists(torch.tensor([3.0, 1.0, 2.0]),
+        ...                                     torch.tensor([1, 2]), percentiles=(0, 100))
+        >>> xmin.tolist(), xmax.tolist()
+        ([3.0, 1.0], [3.0, 2.0])
+    """
+    if values.dim() != 1:
+        raise PoseInputError(f"expected shape (T,), got {tuple(values.shape)}", field)
+    if not values.is_floating_point():
+        values = values.to(torch.get_default_dtype())
+    lengths = torch.as_tensor(lengths, dtype=torch.long, device=values.device)
+    if lengths.dim() != 1 or bool((lengths < 0).any()) or int(lengths.sum()) != values.numel():
+        raise PoseInputError(
+            f"lengths {tuple(lengths.shape)} must be >= 0 and sum to the {values.numel()} samples",
+            field,
+        )
+    lo, hi = percentiles
+    if not 0.0 <= lo <= hi <= 100.0:
+        raise ValueError(f"percentiles must satisfy 0 <= low <= high <= 100, got {percentiles}")
+    if mode not in ("local", "global"):
+        raise ValueError(f"mode must be 'local' or 'global', got {mode!r}")
+    ends = lengths.cumsum(0)
+    starts = ends - lengths
+    bad = ~(torch.isfinite(values) & (values > 0))
+    if bool(bad.any()):
+        k = int(bad.nonzero()[0, 0])
+        i = int(torch.searchsorted(ends, torch.tensor(k, device=ends.device), right=True))
+        raise PoseInputError(f"depth samples must be finite and > 0, got {values[k]}",
+                             f"{field}[{i}][{k - int(starts[i])}]")  # fmt: skip
+    if bool((lengths == 0).any()):
+        i = int((lengths == 0).nonzero()[0, 0])
         raise PoseInputError("no depth sample for this image", f"{field}[{i}]")
-    probs = depths.new_tensor([lo / 100.0, hi / 100.0])
+    probs = values.new_tensor([lo / 100.0, hi / 100.0])
     if mode == "local":
-        filled = torch.where(mask, depths, torch.full_like(depths, float("inf")))
-        ranks = _percentile_sorted(filled.sort(-1).values, counts, probs)
+        rows = torch.repeat_interleave(torch.arange(len(lengths), device=values.device), lengths)
+        order = torch.argsort(values, stable=True)
+        order = order[torch.argsort(rows[order], stable=True)]  # by row, ascending within
+        ranks = _percentile_ragged(values[order], starts, lengths, probs)
         return ranks[:, 0], ranks[:, 1]
-    if mode == "global":
-        pooled = depths[mask].sort().values
-        ranks = _percentile_sorted(pooled[None], counts.sum()[None], probs)[0]
-        b = depths.shape[0]
-        return ranks[0].expand(b).clone(), ranks[1].expand(b).clone()
-    raise ValueError(f"mode must be 'local' or 'global', got {mode!r}")
+    pooled = values.sort().values
+    ranks = _percentile_ragged(pooled, starts[:1] * 0, ends[-1:], probs)[0]
+    b = len(lengths)
+    return ranks[0].expand(b).clone(), ranks[1].expand(b).clone()
 
 
-def _percentile_sorted(values: Tensor, counts: Tensor, probs: Tensor) -> Tensor:
-    """Linear-interpolation percentiles of rows sorted ascending with ``counts`` valid entries."""
+def _percentile_ragged(values: Tensor, starts: Tensor, counts: Tensor, probs: Tensor) -> Tensor:
+    """Linear-interpolation percentiles (numpy's default) of ``len(counts)`` runs of the flat
+    ``values``, run ``i`` sorted ascending at ``values[starts[i] : starts[i] + counts[i]]``;
+    -> (B, P)."""
     pos = (counts.to(values.dtype)[:, None] - 1.0) * probs[None, :]  # (B, P)
     below = pos.floor().long()
     above = torch.minimum(below + 1, (counts - 1)[:, None])
     frac = pos - below.to(values.dtype)
-    v0 = values.gather(-1, below)
-    v1 = values.gather(-1, above)
+    v0 = values[starts[:, None] + below]
+    v1 = values[starts[:, None] + above]
     return v0 + frac * (v1 - v0)
 
 

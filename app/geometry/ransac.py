@@ -46,7 +46,10 @@ def _required_iterations(inlier_ratio: float, confidence: float, sample: int = 4
     return math.log(1.0 - confidence) / math.log(1.0 - p)
 
 
-def _inliers(H: np.ndarray, src: np.ndarray, dst: np.ndarray, thr2: float) -> np.ndarray:
+def _inliers(
+    H: np.ndarray, src: np.ndarray, dst: np.ndarray, thr2: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) bool inlier mask (squared transfer error below ``thr2``) and (N,) squared errors."""
     err = np.empty(src.shape[0])
     kernel = (
         K.transfer_error_kernel

@@ -39,27 +39,37 @@ from typing import Any
 
 import numpy as np
 
+from app.core.errors import DomainError
+
 __all__ = ["BatchResult", "BatcherClosedError", "InferenceError", "MicroBatcher", "QueueFullError"]
 
 PredictBatch = Callable[[np.ndarray], Mapping[str, np.ndarray]]
 
 
-class QueueFullError(RuntimeError):
+class QueueFullError(DomainError, RuntimeError):
     """``queue_size`` items are already waiting; ``retry_after_s`` is a hint for clients."""
 
     def __init__(self, queue_size: int, retry_after_s: int) -> None:
         super().__init__(
-            f"the inference queue is full ({queue_size} pairs waiting); retry in {retry_after_s} s"
+            f"the inference queue is full ({queue_size} pairs waiting); retry in {retry_after_s} s",
+            "unavailable",
+            retry_after=retry_after_s,
         )
         self.queue_size, self.retry_after_s = queue_size, retry_after_s
 
 
-class BatcherClosedError(RuntimeError):
+class BatcherClosedError(DomainError, RuntimeError):
     """The batcher is not running (not started yet, or shutting down)."""
 
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "unavailable", retry_after=1)
 
-class InferenceError(RuntimeError):
+
+class InferenceError(DomainError, RuntimeError):
     """``predict_batch`` raised for the batch this request was in (the cause is chained)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "internal")
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,16 @@ import zlib
 
 import numpy as np
 
+from app.core.errors import DomainError
+
 NPY_MAGIC = b"\x93NUMPY"
 ZIP_MAGIC = b"PK\x03\x04"
 _MAX_HEADER = 16 * 1024
 
 
-class ArrayFormatError(ValueError):
+def _malformed(message: str) -> DomainError:
     """The body is not a usable .npy/.npz payload; the message says why."""
+    return DomainError(message, "malformed", "body")
 
 
 def _parse_npy(buf: memoryview, name: str) -> np.ndarray:
@@ -31,13 +34,13 @@ def _parse_npy(buf: memoryview, name: str) -> np.ndarray:
         else:
             raise ValueError(f"unsupported .npy format version {version}")
     except Exception as exc:
-        raise ArrayFormatError(f"{name}: not a valid .npy header ({exc})") from exc
+        raise _malformed(f"{name}: not a valid .npy header ({exc})") from exc
     if dtype.hasobject:
-        raise ArrayFormatError(f"{name}: object arrays are not accepted")
+        raise _malformed(f"{name}: object arrays are not accepted")
     count = int(np.prod(shape, dtype=np.int64))
     offset = f.tell()
     if len(buf) - offset < count * dtype.itemsize:
-        raise ArrayFormatError(f"{name}: truncated data for shape {shape} and dtype {dtype}")
+        raise _malformed(f"{name}: truncated data for shape {shape} and dtype {dtype}")
     arr = np.frombuffer(buf, dtype=dtype, count=count, offset=offset)
     return arr.reshape(shape, order="F" if fortran else "C")
 
@@ -81,15 +84,15 @@ def load_arrays(
     if head.startswith(NPY_MAGIC):
         return {"array": _parse_npy(view, "array")}
     if not head.startswith(ZIP_MAGIC):
-        raise ArrayFormatError("body is neither a .npy nor a .npz file (bad magic bytes)")
+        raise _malformed("body is neither a .npy nor a .npz file (bad magic bytes)")
     try:
         zf = zipfile.ZipFile(_BufferReader(view))
         infos = zf.infolist()
     except zipfile.BadZipFile as exc:
-        raise ArrayFormatError(f"body is not a valid .npz archive ({exc})") from exc
+        raise _malformed(f"body is not a valid .npz archive ({exc})") from exc
     total = sum(i.file_size for i in infos)
     if total > max_uncompressed:
-        raise ArrayFormatError(
+        raise _malformed(
             f".npz members would expand to {total} bytes, over the limit of {max_uncompressed}"
         )
     out: dict[str, np.ndarray] = {}
@@ -157,9 +160,3 @@ def npz_chunks(arrays: dict[str, np.ndarray]) -> tuple[list[bytes | memoryview],
     end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(central), len(central), len(cd), offset, 0)
     chunks.append(cd + end)
     return chunks, offset + len(cd) + len(end)
-
-
-def dump_npz(arrays: dict[str, np.ndarray]) -> bytes:
-    """Uncompressed .npz of the arrays as one bytes object (see :func:`npz_chunks`)."""
-    chunks, _ = npz_chunks(arrays)
-    return b"".join(chunks)

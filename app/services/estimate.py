@@ -1,5 +1,6 @@
 """The /estimate use case: two encoded images -> HomographyNet offsets -> ``b_H_a`` at the
-images' own resolutions (ACA solver). No HTTP here; the route maps the errors to 4xx/5xx.
+images' own resolutions (ACA solver), optionally refined photometrically. No HTTP here: problems
+are :class:`app.core.errors.DomainError`s (the batcher's are too).
 
 Pipeline per request (CPU work in threads, never on the event loop):
 
@@ -24,6 +25,11 @@ Pipeline per request (CPU work in threads, never on the event loop):
 batcher while the features run in a thread), then refines and ranks them photometrically
 (:func:`app.estimation.select_homography`). Every method's answer is scored the same way, so
 every response carries the photometric score, the overlap and a confidence.
+
+``refine=True`` (methods network and features) runs the /refine pipeline
+(:func:`app.services.refine.refine_pixels`, default options and time budget) on the images
+already decoded, from the estimate; the refined matrix is the answer (``{method}+refine``), the
+start stays among the candidates and in :class:`ChainedRefine`.
 """
 
 from __future__ import annotations
@@ -37,19 +43,22 @@ from typing import Any, Literal
 
 import numpy as np
 
+from app.alignment import RefineOptions
 from app.core.config import Settings
+from app.core.errors import DomainError
 from app.estimation import Candidate, Selection, SelectionOptions, select_homography
 from app.features import FeatureEstimate, FeatureOptions, estimate_features
-from app.geometry.points import image_corners, transform_points
+from app.geometry.points import corners_in
 from app.geometry.reasons import MESSAGES, Reason
 from app.inference.batcher import MicroBatcher
 from app.inference.engine import HomographyEngine, OnnxHomographyEngine
 from app.inference.homography import offsets_to_homography
 from app.inference.preprocess import prepare_pair
 from app.services.images import DecodedImage, decode_image
+from app.services.refine import Aligner, RefineOutput, refine_pixels
 
 __all__ = [
-    "EstimateError",
+    "ChainedRefine",
     "EstimateResult",
     "Estimator",
     "Method",
@@ -57,30 +66,36 @@ __all__ = [
     "load_engine",
 ]
 
-
-class EstimateError(ValueError):
-    """A pair the service cannot answer for; ``status`` is the HTTP code to use."""
-
-    def __init__(self, message: str, status: int = 422, field: str | None = None) -> None:
-        super().__init__(message)
-        self.message, self.status, self.field = message, status, field
-
-
 Method = Literal["network", "features", "auto"]
+
+
+@dataclass
+class ChainedRefine:
+    """``refine=True``: ``start_b_H_a`` (3, 3) the estimate that was refined; ``output`` the
+    /refine pipeline's answer, or None with ``detail`` saying why the start could not be refined
+    (for example it maps A outside B)."""
+
+    start_b_H_a: np.ndarray
+    output: RefineOutput | None = None
+    detail: str | None = None
+
+    @property
+    def applied(self) -> bool:
+        return self.output is not None
 
 
 @dataclass
 class EstimateResult:
     """One pair's answer.
 
-    ``b_H_a`` (3, 3) float64 with H[2, 2] = 1; ``corners_in_b`` (4, 2) image-B pixels of image
-    A's corners; ``method`` asked for and ``chosen`` (the winning candidate's name);
-    ``selection``: every candidate (``selection.candidates``) with its score, and the
-    confidence; ``offsets`` (4, 2) px of the
+    ``b_H_a`` (3, 3) float64 with H[2, 2] = 1 (the refined matrix when ``refine`` applied);
+    ``corners_in_b`` (4, 2) image-B pixels of image A's corners; ``method`` asked for and
+    ``chosen`` (the winning candidate's name); ``selection``: every candidate
+    (``selection.candidates``) with its score, and the confidence; ``offsets`` (4, 2) px of the
     P x P network input and ``confidence`` (4,) per corner (classification models) when the
-    network ran; ``features`` when the keypoint pipeline ran; sizes are (width, height);
-    ``timings_ms`` per stage (absent stages omitted); ``batch_size``: 0 when the network did
-    not run.
+    network ran; ``features`` when the keypoint pipeline ran; ``refine`` with ``refine=True``;
+    sizes are (width, height); ``timings_ms`` per stage (absent stages omitted);
+    ``batch_size``: 0 when the network did not run.
     """
 
     b_H_a: np.ndarray
@@ -97,6 +112,7 @@ class EstimateResult:
     model: dict[str, Any] | None = None
     features: FeatureEstimate | None = None
     feature_options: FeatureOptions | None = None
+    refine: ChainedRefine | None = None
 
 
 def _decode_and_prepare(
@@ -114,39 +130,55 @@ def _decode_and_prepare(
 def _solve(
     offsets: np.ndarray, size_a: tuple[int, int], size_b: tuple[int, int], patch_size: int
 ) -> np.ndarray:
-    """The network's ``b_H_a``; raises :class:`EstimateError` for a degenerate prediction."""
+    """The network's ``b_H_a``; a :class:`DomainError` for a degenerate prediction."""
     if not np.all(np.isfinite(offsets)):
-        raise EstimateError("the model returned non-finite offsets for this pair", 500)
+        raise DomainError("the model returned non-finite offsets for this pair", "internal")
     res = offsets_to_homography(offsets, size_a, size_b, patch_size)
     if not res.valid[0]:
         reason = Reason(int(res.reason[0]))
-        raise EstimateError(
+        raise DomainError(
             f"no homography: the predicted corners are degenerate ({reason.name.lower()}: "
-            f"{MESSAGES[reason]})",
-            422,
+            f"{MESSAGES[reason]})"
         )
     return res.dst_H_src[0]
 
 
-class Estimator:
-    """The /estimate engine as the registry holds it: a model runner, its micro-batcher, the
-    input limits and the options of the feature and selection stages. ``start``/``stop`` run
-    the batcher's worker (app lifespan)."""
+def _finite(H: np.ndarray | None) -> bool:
+    return H is not None and bool(np.isfinite(H).all())
 
-    def __init__(
-        self,
-        engine: HomographyEngine,
-        batcher: MicroBatcher,
-        *,
-        max_pixels: int,
-        min_side: int,
-        selection: SelectionOptions | None = None,
-        max_features: int = 4000,
-    ) -> None:
-        self.engine, self.batcher = engine, batcher
-        self.max_pixels, self.min_side = max_pixels, min_side
-        self.selection = selection or SelectionOptions()
-        self.max_features = max_features
+
+def _chain_refine(
+    image_a: np.ndarray,
+    image_b: np.ndarray,
+    start: np.ndarray,
+    settings: Settings,
+    aligner: Aligner | None,
+) -> ChainedRefine:
+    """The /refine pipeline on decoded images from ``start``; a start it refuses (``invalid``:
+    e.g. one that maps A outside B) is reported, not raised."""
+    try:
+        out = refine_pixels(image_a, image_b, start, RefineOptions(), settings, aligner)
+    except DomainError as exc:
+        if exc.kind != "invalid":
+            raise
+        return ChainedRefine(start, None, exc.message)
+    return ChainedRefine(start, out)
+
+
+class Estimator:
+    """The /estimate engine as the registry holds it: a model runner, its micro-batcher, and
+    the settings (input limits, feature, selection and refinement options). ``start``/``stop``
+    run the batcher's worker (app lifespan)."""
+
+    def __init__(self, engine: HomographyEngine, batcher: MicroBatcher, settings: Settings) -> None:
+        self.engine, self.batcher, self.settings = engine, batcher, settings
+        self.max_pixels, self.min_side = settings.max_image_pixels, settings.min_image_side
+        self.selection = SelectionOptions(
+            max_pixels=settings.estimate_work_pixels,
+            seconds_per_refine=settings.estimate_refine_seconds,
+            low_confidence=settings.estimate_low_confidence,
+        )
+        self.max_features = settings.estimate_max_features
         card = engine.card
         self.patch_size = card.patch_size
         self.kind = card.kind
@@ -179,8 +211,9 @@ class Estimator:
         data_b: bytes,
         method: Method = "network",
         features: FeatureOptions | None = None,
-        refiner: Any = None,
-        device: Any = "cpu",
+        *,
+        aligner: Aligner | None = None,
+        refine: bool = False,
     ) -> EstimateResult:
         """Two encoded images -> :class:`EstimateResult`.
 
@@ -188,13 +221,16 @@ class Estimator:
             method: ``network`` (HomographyNet + ACA), ``features`` (keypoints + robust fit) or
                 ``auto`` (both, refined photometrically, the best kept).
             features: options of the keypoint pipeline (default SIFT + ACA RANSAC).
-            refiner, device: the aligner that refines candidates (``auto``), see
-                :func:`app.estimation.select_homography`.
+            aligner: the engine that refines (``auto``'s candidates, ``refine``); None: the
+                calling thread, on the CPU.
+            refine: methods ``network``/``features``: refine the estimate with the /refine
+                pipeline and answer the refined matrix (ignored by ``auto``, which refines its
+                candidates itself).
 
         Raises:
-            ImageError: an image is empty, undecodable, too small or too large.
-            QueueFullError, BatcherClosedError, InferenceError: from the batcher.
-            EstimateError: no usable homography for this pair.
+            DomainError: an image is empty, undecodable, too small or too large; the queue is
+                full or closed (``unavailable``), inference failed (``internal``); no usable
+                homography for this pair (``invalid``).
         """
         start = time.perf_counter()
         use_net, use_feat = method in ("network", "auto"), method in ("features", "auto")
@@ -217,7 +253,7 @@ class Estimator:
             else None
         )
         starts: dict[str, np.ndarray | None] = {}
-        net_error: EstimateError | None = None
+        net_error: DomainError | None = None
         res = None
         try:
             if use_net:
@@ -230,7 +266,7 @@ class Estimator:
                     starts["network"] = await asyncio.to_thread(
                         _solve, offsets, img_a.size, img_b.size, self.patch_size
                     )
-                except EstimateError as exc:
+                except DomainError as exc:
                     if method == "network":
                         raise
                     net_error = exc
@@ -239,15 +275,25 @@ class Estimator:
             feat = await feat_task if feat_task is not None else None
         if feat is not None:
             timings["features"] = feat.seconds * 1e3
-            if feat.b_H_a is None and method == "features":
-                raise EstimateError(f"no homography from features: {feat.detail}", 422)
-            starts["features"] = feat.b_H_a
-        if not any(H is not None for H in starts.values()):
+            if _finite(feat.b_H_a):
+                starts["features"] = feat.b_H_a
+            elif method == "features":
+                why = feat.detail or "the fitted matrix is not finite"
+                raise DomainError(f"no homography from features: {why}")
+        if not any(_finite(H) for H in starts.values()):  # auto only: the others raised above
             why = [f"network: {net_error.message}" if net_error else None]
-            why.append(f"features: {feat.detail}" if feat is not None else None)
-            raise EstimateError(
-                "no homography: " + "; ".join(w for w in why if w), 422
-            )  # auto only: the single methods raised above
+            why.append(f"features: {feat.detail or 'no finite matrix'}" if feat else None)
+            raise DomainError("no homography: " + "; ".join(w for w in why if w))
+        chained = None
+        if refine and method != "auto":
+            t = time.perf_counter()
+            chained = await asyncio.to_thread(
+                _chain_refine, img_a.pixels, img_b.pixels, starts[method], self.settings, aligner
+            )
+            timings["refine"] = (time.perf_counter() - t) * 1e3
+        refined = None
+        if chained is not None and chained.output is not None:
+            refined = {method: chained.output.result.b_H_a}
         t = time.perf_counter()
         opts = replace(self.selection, refine=method == "auto")
         sel = await asyncio.to_thread(
@@ -256,22 +302,17 @@ class Estimator:
             img_b.pixels,
             starts,
             opts,
-            refiner=refiner,
-            device=device,
+            refined=refined,
+            refiner=None if aligner is None else aligner.refine,
+            device="cpu" if aligner is None else aligner.device,
         )
         timings["select"] = (time.perf_counter() - t) * 1e3
-        if method != "auto":
-            best = _single(sel, method)
-        elif sel.best is not None:
-            best = sel.best
-        else:  # nothing could be verified (flat images, no overlap): the first start, flagged
-            best = sel.candidates[0]
-        corners, w = transform_points(best.b_H_a, image_corners(img_a.size))
-        if not (np.all(np.isfinite(corners)) and np.all(np.abs(w) > 1e-12)):
-            raise EstimateError(
+        best = self._answer(sel, method, refined is not None)
+        corners = corners_in(best.b_H_a, img_a.size)
+        if corners is None:
+            raise DomainError(
                 f"no finite answer: a corner of image A maps to infinity in image B under the "
-                f"{best.name} estimate",
-                422,
+                f"{best.name} estimate"
             )
         timings["total"] = (time.perf_counter() - start) * 1e3
         conf = None if res is None else res.outputs.get("confidence")
@@ -292,12 +333,22 @@ class Estimator:
             model=self.model if use_net else None,
             features=feat,
             feature_options=fopts if use_feat else None,
+            refine=chained,
         )
 
-
-def _single(sel: Selection, method: str) -> Candidate:
-    """The one candidate of a single-method answer (scored, not refined)."""
-    return next(c for c in sel.candidates if c.name == method)
+    @staticmethod
+    def _answer(sel: Selection, method: str, refined: bool) -> Candidate:
+        """The candidate to answer: a single method's own (its refinement when ``refined``), or
+        auto's best; when nothing could be verified (flat images, no overlap), auto answers its
+        first candidate, flagged."""
+        if method == "auto":
+            best = sel.best or next(iter(sel.candidates), None)
+        else:
+            names = [f"{method}+refine", method] if refined else [method]
+            best = next((c for n in names for c in sel.candidates if c.name == n), None)
+        if best is None:  # every start was left out (non-finite): nothing to answer
+            raise DomainError(f"no homography: no usable candidate for method={method}")
+        return best
 
 
 def _single_selection(sel: Selection, best: Candidate, threshold: float) -> Selection:
@@ -337,16 +388,4 @@ def build_estimator(model_path: Path, settings: Settings) -> Estimator:
         name=f"estimate-{Path(model_path).stem}",
         adaptive=True,
     )
-    selection = SelectionOptions(
-        max_pixels=settings.estimate_work_pixels,
-        seconds_per_refine=settings.estimate_refine_seconds,
-        low_confidence=settings.estimate_low_confidence,
-    )
-    return Estimator(
-        engine,
-        batcher,
-        max_pixels=settings.max_image_pixels,
-        min_side=settings.min_image_side,
-        selection=selection,
-        max_features=settings.estimate_max_features,
-    )
+    return Estimator(engine, batcher, settings)

@@ -1,13 +1,15 @@
-"""The /refine use case: decode two images, check the start and the budget, run the aligner
-engine, report errors, timings and an optional overlay. No HTTP here; routes map
-:class:`RefineInputError` to 4xx answers. ``refine_pixels`` is the entry point for other services
-(``/estimate?refine=true``) that already hold decoded images.
+"""The /refine use case: check the start and the budget, align two decoded images with the
+aligner engine at a working resolution, report errors, timings and an optional overlay.
+:func:`refine_images` decodes uploads first; :func:`refine_pixels` is the entry point for
+callers that hold decoded images (the /estimate service's ``refine=true``). No HTTP here:
+problems are :class:`DomainError`s naming the field.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -16,7 +18,6 @@ import numpy as np
 import torch
 
 from app.alignment import (
-    AlignmentInputError,
     RefineOptions,
     RefineResult,
     check_homography,
@@ -25,31 +26,24 @@ from app.alignment import (
     to_tensor,
 )
 from app.alignment.gauss_newton import align_gauss_newton
-from app.imaging import shrink_to
 from app.core.config import Settings
-from app.services.images import ImageError, decode_image
+from app.core.errors import DomainError
+from app.imaging import shrink_pair, to_gray
+from app.services.images import decode_image
 
 __all__ = [
     "MIN_OVERLAP",
     "Aligner",
-    "RefineInputError",
     "RefineOutput",
     "build_aligner",
     "check_options",
     "parse_init",
     "refine_images",
+    "refine_options",
     "refine_pixels",
 ]
 
 MIN_OVERLAP = 0.05  # fraction of A that the start must map inside B
-
-
-class RefineInputError(ValueError):
-    """A request that cannot be refined; ``status`` is the HTTP code, ``field`` the part."""
-
-    def __init__(self, message: str, status: int = 422, field: str | None = None) -> None:
-        super().__init__(message)
-        self.message, self.status, self.field = message, status, field
 
 
 @dataclass
@@ -126,32 +120,38 @@ def build_aligner(settings: Settings) -> Aligner:
 
 
 def parse_init(value: Any) -> np.ndarray:
-    """A 3x3 nested list (or None: identity) -> checked float64 (3, 3), ``H[2, 2] = 1``."""
-    if value is None:
-        return np.eye(3)
+    """A 3x3 nested list or array (or None: identity) -> checked float64 (3, 3), ``H[2, 2] = 1``;
+    :class:`app.alignment.AlignmentInputError` (a :class:`DomainError`) naming ``init``."""
+    return np.eye(3) if value is None else check_homography(value, "init")
+
+
+def refine_options(values: Mapping[str, Any]) -> RefineOptions:
+    """Solver options by name -> :class:`RefineOptions`; a value the dataclass refuses (beyond
+    what a schema checks, e.g. inf) is a :class:`DomainError` naming ``options.<name>``."""
     try:
-        return check_homography(value, "init")
-    except AlignmentInputError as exc:
-        raise RefineInputError(exc.message, 422, "init") from exc
+        return RefineOptions(**values)
+    except ValueError as exc:
+        name = str(exc).split(":", 1)[0]
+        raise DomainError(str(exc), "invalid", f"options.{name}") from exc
 
 
 def check_options(options: RefineOptions, settings: Settings) -> RefineOptions:
     """Apply the service's limits: the default time budget, and the largest iteration and time
-    budgets a request may ask for (422 naming the option otherwise)."""
+    budgets a request may ask for (a :class:`DomainError` naming the option otherwise)."""
     if options.max_iterations > settings.refine_max_iterations:
-        raise RefineInputError(
+        raise DomainError(
             f"options.max_iterations: {options.max_iterations} exceeds the limit of "
             f"{settings.refine_max_iterations}",
-            422,
+            "invalid",
             "options.max_iterations",
         )
     if options.max_seconds is None:
         return replace(options, max_seconds=settings.refine_default_seconds)
     if not 0 < options.max_seconds <= settings.refine_max_seconds:
-        raise RefineInputError(
+        raise DomainError(
             f"options.max_seconds: {options.max_seconds} is outside (0, "
             f"{settings.refine_max_seconds}]",
-            422,
+            "invalid",
             "options.max_seconds",
         )
     return options
@@ -175,36 +175,42 @@ def refine_pixels(
     mask: np.ndarray | None = None,
     overlay: bool = False,
 ) -> RefineOutput:
-    """Decoded (H, W) uint8 gray images -> :class:`RefineOutput`. ``init`` is ``b_H_a`` (A pixel
-    -> B pixel; None: identity), checked here; ``aligner`` defaults to a CPU one (no warm-up)."""
+    """Decoded images ((H, W) uint8 gray, or (H, W, 3) BGR: converted to gray) ->
+    :class:`RefineOutput`. ``init`` is ``b_H_a`` (A pixel -> B pixel; None: identity), checked
+    here; ``aligner`` defaults to a CPU one (no warm-up).
+
+    Raises:
+        DomainError: ``invalid`` for a bad start (singular, or mapping A outside B), budget or
+            mask, naming it.
+    """
     t0 = time.perf_counter()
-    H0 = parse_init(None if init is None else np.asarray(init, dtype=np.float64))
+    H0 = parse_init(init)
     options = check_options(options, settings)
-    if mask is not None and mask.shape != a.shape[:2]:
-        raise RefineInputError(
+    a, b = to_gray(a), to_gray(b)
+    if mask is not None and mask.shape[:2] != a.shape[:2]:
+        raise DomainError(
             f"mask: {mask.shape[1]}x{mask.shape[0]} does not match image_a "
             f"{a.shape[1]}x{a.shape[0]}",
-            422,
+            "invalid",
             "mask",
         )
     if mask is not None and int(np.count_nonzero(mask)) < 64:
-        raise RefineInputError("mask: fewer than 64 pixels are selected", 422, "mask")
+        raise DomainError("mask: fewer than 64 pixels are selected", "invalid", "mask")
     aligner = aligner or Aligner("cpu")
     # large images are aligned at a working resolution; H moves between the frames exactly
-    a_w, Ta = shrink_to(a, settings.refine_max_work_pixels)
-    b_w, Tb = shrink_to(b, settings.refine_max_work_pixels)
-    if mask is not None and a_w is not a:
+    work = shrink_pair(a, b, settings.refine_max_work_pixels)
+    if mask is not None and work.a is not a:
         m = (mask != 0).astype(np.float32)
-        mask = cv2.resize(m, a_w.shape[::-1], interpolation=cv2.INTER_AREA) > 0.999
-    H0_w = Tb @ H0 @ np.linalg.inv(Ta)
-    ta = to_tensor(a_w, "image_a", aligner.device)
-    tb = to_tensor(b_w, "image_b", aligner.device)
+        mask = cv2.resize(m, work.a.shape[::-1], interpolation=cv2.INTER_AREA) > 0.999
+    H0_w = work.to_work(H0)
+    ta = to_tensor(work.a, "image_a", aligner.device)
+    tb = to_tensor(work.b, "image_b", aligner.device)
     before = photometric_error(ta, tb, H0_w)
     if before.overlap < MIN_OVERLAP:
-        raise RefineInputError(
+        raise DomainError(
             f"init: maps only {before.overlap:.1%} of image_a inside image_b "
             f"(at least {MIN_OVERLAP:.0%} needed); the images do not overlap from this start",
-            422,
+            "invalid",
             "init",
         )
     t1 = time.perf_counter()
@@ -213,8 +219,7 @@ def refine_pixels(
     H_w = result.b_H_a
     result.error_before = before
     result.error_after = photometric_error(ta, tb, H_w)
-    H = np.linalg.inv(Tb) @ H_w @ Ta
-    result.b_H_a = H / H[2, 2]
+    result.b_H_a = work.to_original(H_w)
     t3 = time.perf_counter()
     png = None
     if overlay:
@@ -226,17 +231,13 @@ def refine_pixels(
         "overlay": (t4 - t3) * 1e3,
     }
     timings = {k: round(v, 3) for k, v in timings.items()}
-    scale = a_w.shape[1] / a.shape[1]
-    return RefineOutput(result, png, timings, str(aligner.device), scale)
+    return RefineOutput(result, png, timings, str(aligner.device), work.scale)
 
 
 def _decode(data: bytes, field_name: str, settings: Settings) -> np.ndarray:
-    try:
-        return decode_image(
-            data, field_name, max_pixels=settings.max_image_pixels, min_side=settings.min_image_side
-        ).pixels
-    except ImageError as exc:
-        raise RefineInputError(exc.message, exc.status, exc.field) from exc
+    return decode_image(
+        data, field_name, max_pixels=settings.max_image_pixels, min_side=settings.min_image_side
+    ).pixels
 
 
 def refine_images(
@@ -251,7 +252,8 @@ def refine_images(
     overlay: bool = False,
 ) -> RefineOutput:
     """Encoded images (PNG, JPEG, ...) -> :class:`RefineOutput`; ``init``: a 3x3 nested list or
-    array (None: identity); the mask is an image of A's size whose nonzero pixels take part."""
+    array (None: identity); the mask is an image of A's size whose nonzero pixels take part.
+    Synchronous: call it in a worker thread."""
     t0 = time.perf_counter()
     options = check_options(options, settings)  # refuse a bad budget before decoding
     H0 = parse_init(init)

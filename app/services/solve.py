@@ -1,16 +1,21 @@
-"""The /solve use case on NumPy arrays: pick the solver, run it, collect per-item results.
-No HTTP here; routes turn :class:`SolveOutput` into JSON or NPZ."""
+"""The /solve use case on NumPy arrays: check a batch against the service's limits, pick the
+solver, run it, collect per-item results. No HTTP here: routes turn :class:`SolveOutput` into
+JSON or NPZ, and problems are :class:`DomainError`s naming the field."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
+from app.core.config import Settings
+from app.core.errors import DomainError
 from app.geometry.dlt import dlt_homography
 from app.geometry.four_point import solve_four_point
 from app.geometry.ransac import ransac_homography
+from app.services.arrays import load_arrays
 
 SolveMethod = Literal["aca", "sks", "dlt"]
 
@@ -33,11 +38,115 @@ class SolveOutput:
     inliers: list[np.ndarray] | None = None
     rms_error: np.ndarray | None = None
     iterations: np.ndarray | None = None
-    extra: dict[str, object] = field(default_factory=dict)
 
     @property
     def valid(self) -> np.ndarray:
         return self.reason == 0
+
+
+def check_point_lists(
+    src: Sequence[Sequence],
+    dst: Sequence[Sequence],
+    method: SolveMethod,
+    robust: bool,
+    settings: Settings,
+) -> None:
+    """Limits of a JSON batch of point lists: as many ``dst`` as ``src`` items, at least one
+    and at most ``max_solve_json_batch``; per item as many targets as sources, exactly 4 for
+    the 4-point solvers (``aca``/``sks`` without ``robust``), otherwise >= 4 and at most
+    ``max_points_per_item``, and at most ``max_robust_work`` points in all."""
+    max_batch = settings.max_solve_json_batch
+    four_point = method in ("aca", "sks") and not robust
+    if len(src) != len(dst):
+        raise DomainError(
+            f"src has {len(src)} items but dst has {len(dst)}; they must match", "invalid", "dst"
+        )
+    if not src:
+        raise DomainError("src must hold at least one item", "invalid", "src")
+    if len(src) > max_batch:
+        raise DomainError(
+            f"batch of {len(src)} items exceeds the JSON limit of {max_batch}; "
+            "send large batches to POST /solve/batch as .npz",
+            "invalid",
+            "src",
+        )
+    total = 0
+    for i, (s, d) in enumerate(zip(src, dst, strict=True)):
+        if len(s) != len(d):
+            raise DomainError(
+                f"item {i}: src has {len(s)} points but dst has {len(d)}", "invalid", f"dst[{i}]"
+            )
+        if four_point and len(s) != 4:
+            raise DomainError(
+                f"item {i}: method {method!r} needs exactly 4 points, got {len(s)} "
+                "(use method 'dlt' or robust=true for N > 4)",
+                "invalid",
+                f"src[{i}]",
+            )
+        if len(s) < 4:
+            raise DomainError(
+                f"item {i}: at least 4 points needed, got {len(s)}", "invalid", f"src[{i}]"
+            )
+        if len(s) > settings.max_points_per_item:
+            raise DomainError(
+                f"item {i}: {len(s)} points exceeds the limit of {settings.max_points_per_item}",
+                "invalid",
+                f"src[{i}]",
+            )
+        total += len(s)
+    if not four_point and total > settings.max_robust_work:
+        raise DomainError(
+            f"{total} points in all exceeds the limit of {settings.max_robust_work} for "
+            "least-squares/robust requests",
+            "invalid",
+            "src",
+        )
+
+
+def arrays_from_body(body: bytes | np.ndarray, settings: Settings) -> tuple[np.ndarray, np.ndarray]:
+    """A binary /solve body (a .npz with ``src`` and ``dst`` (B, 4, 2), or a .npy (B, 2, 4, 2))
+    -> (src, dst) views of it, checked: names, shapes, dtypes, 1 <= B <= ``max_solve_batch``
+    (``malformed`` for a body that is no .npy/.npz, ``too_large`` over the batch limit)."""
+    arrays = load_arrays(body, max_uncompressed=settings.max_body_bytes)
+    if "array" in arrays:
+        a = arrays["array"]
+        if a.ndim != 4 or a.shape[1:] != (2, 4, 2):
+            raise DomainError(
+                f"a .npy body must have shape (B, 2, 4, 2), got {a.shape}", "invalid", "body"
+            )
+        src, dst = a[:, 0], a[:, 1]
+    else:
+        missing = {"src", "dst"} - arrays.keys()
+        if missing:
+            raise DomainError(
+                f".npz body lacks array(s) {sorted(missing)}; found {sorted(arrays)}",
+                "invalid",
+                "body",
+            )
+        src, dst = arrays["src"], arrays["dst"]
+        for name, a in (("src", src), ("dst", dst)):
+            if a.ndim != 3 or a.shape[1:] != (4, 2):
+                raise DomainError(
+                    f"{name} must have shape (B, 4, 2), got {a.shape}", "invalid", name
+                )
+        if src.shape != dst.shape:
+            raise DomainError(
+                f"src {src.shape} and dst {dst.shape} differ in shape", "invalid", "dst"
+            )
+    for name, a in (("src", src), ("dst", dst)):
+        if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+            raise DomainError(
+                f"{name} must be float32/float64 (or integer), got {a.dtype}", "invalid", name
+            )
+    if src.shape[0] == 0:
+        raise DomainError("the batch is empty", "invalid", "src")
+    if src.shape[0] > settings.max_solve_batch:
+        raise DomainError(
+            f"batch of {src.shape[0]} items exceeds the limit of {settings.max_solve_batch}",
+            "too_large",
+            "src",
+        )
+    return src, dst
 
 
 def solve_minimal(

@@ -9,8 +9,11 @@ from functools import partial
 from app.core.config import Settings
 from app.core.engines import EngineRegistry
 
-# /estimate: registry names of the HomographyNet estimators (settings.model_path and
-# settings.classification_model_path)
+# registry names: the solver kernels, the /refine aligner, and the /estimate HomographyNet
+# estimators (settings.model_path and settings.classification_model_path); routes get them
+# through app.api.deps
+SOLVERS = "solvers"
+ALIGNER = "aligner"
 ESTIMATOR = "homographynet"
 CLASSIFICATION_ESTIMATOR = "homographynet_classification"
 
@@ -20,11 +23,11 @@ def build_engines(engines: EngineRegistry, settings: Settings) -> None:
     from app.geometry.warmup import warm_up_solvers
     from app.services import estimate
 
-    engines.build("solvers", warm_up_solvers, required=True)
+    engines.build(SOLVERS, warm_up_solvers, required=True)
     # /refine: the photometric aligner (optional: /refine still runs on CPU without it)
     from app.services.refine import build_aligner
 
-    engines.build("aligner", partial(build_aligner, settings), required=False)
+    engines.build(ALIGNER, partial(build_aligner, settings), required=False)
     # /estimate: a model file that is present must load (sha256 checked) before /ready; an
     # absent one leaves /estimate answering 503 and /ready naming the missing file.
     engines.build(

@@ -117,11 +117,12 @@ class TestHappyPath:
             "inference",
             "solve",
             "features",
+            "refine",
             "select",
             "total",
             "batch_size",
         }
-        assert t["features"] is None and t["select"] >= 0
+        assert t["features"] is None and t["refine"] is None and t["select"] >= 0
         assert t["total"] >= t["decode"] + t["inference"] - 1e-3 and t["batch_size"] >= 1
         # every answer is scored: the network's candidate alone, unrefined
         assert body["method"] == "network" and body["chosen"] == "network"
@@ -551,3 +552,97 @@ def test_mace_equals_offline_evaluation_shipped_model(name: str) -> None:
     with TestClient(create_app(settings(model_path=path))) as c:
         api, offline = _mace_equality(c, path)
     assert abs(api - offline) < 1e-4, (api, offline)
+
+
+def _shifted_pair() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A 320x240 photo and B = A moved by a small homography (ground truth ``b_H_a``)."""
+    a = cv2.resize(skimage_photo("astronaut.png"), (320, 240), interpolation=cv2.INTER_AREA)
+    H = np.array([[1.0, 0.01, 5.0], [-0.01, 1.0, -3.0], [0.0, 0.0, 1.0]])
+    return a, cv2.warpPerspective(a, H, (320, 240), borderMode=cv2.BORDER_REFLECT_101), H
+
+
+class TestRefineTrue:
+    """``method=network&refine=true``: the estimate is refined by /refine's pipeline inside the
+    service, on the images it already decoded, and the refined matrix is the answer."""
+
+    def test_answers_the_refined_matrix_from_one_decode(self, monkeypatch) -> None:
+        from app.services import images
+
+        a, b, H = _shifted_pair()
+        rough = H + np.array([[0, 0, 2.5], [0, 0, -2.0], [0, 0, 0]])  # 3 px off the truth
+        calls: list[str] = []
+        decode = images.decode_image
+
+        def counting(data, field, **kw):
+            calls.append(field)
+            return decode(data, field, **kw)
+
+        monkeypatch.setattr(estimate_service, "decode_image", counting)
+        engine = FakeEngine(offsets=true_offsets(rough, (320, 240), (320, 240)))
+        with fake_client(monkeypatch, engine) as c:
+            r = c.post("/estimate?refine=true", files=files(encode(a), encode(b)))
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert calls == ["image_a", "image_b"]  # no second decode for the refinement
+        assert body["chosen"] == "network+refine" and body["refine"]["applied"]
+        refined = np.array(body["b_H_a"])
+        np.testing.assert_allclose(refined, body["refine"]["result"]["b_H_a"], atol=1e-12)
+        np.testing.assert_allclose(body["refine"]["start_b_H_a"], rough, atol=1e-6)
+        np.testing.assert_allclose(
+            body["corners_in_b"], apply_h(refined, image_corners((320, 240))), atol=1e-9
+        )
+        size = (320, 240)
+        from app.geometry.points import corner_distance
+
+        assert corner_distance(rough, H, size) > 2.0
+        assert corner_distance(refined, H, size) < 0.3
+        assert [c["name"] for c in body["candidates"]] == ["network", "network+refine"]
+        assert body["quality"]["photometric_before_refine"] is not None
+
+    def test_a_start_that_cannot_be_refined_is_reported_and_answered(self, monkeypatch) -> None:
+        a, b, H = _shifted_pair()
+        far = np.array([[1.0, 0, 310.0], [0, 1.0, 0], [0, 0, 1.0]])  # A lands outside B
+        engine = FakeEngine(offsets=true_offsets(far, (320, 240), (320, 240)))
+        with fake_client(monkeypatch, engine) as c:
+            r = c.post("/estimate?refine=true", files=files(encode(a), encode(b)))
+        assert r.status_code == 200, r.text
+        body = r.json()
+        ref = body["refine"]
+        assert not ref["applied"] and "overlap" in ref["detail"] and ref["result"] is None
+        assert body["chosen"] == "network"
+        np.testing.assert_allclose(body["b_H_a"], far, atol=1e-6)
+        np.testing.assert_allclose(ref["start_b_H_a"], body["b_H_a"], atol=1e-12)
+
+
+class TestNoUsableCandidate:
+    """Regression: a non-finite feature matrix, or auto with nothing finite to choose from,
+    reached ``next(...)`` / ``candidates[0]`` and answered 500; now 422 naming the cause."""
+
+    @staticmethod
+    def _nan_features(monkeypatch) -> None:
+        from app.features import FeatureEstimate
+
+        def nan_fit(a, b, options=None) -> FeatureEstimate:
+            return FeatureEstimate(np.full((3, 3), np.nan), (50, 50), 20, 20, 0.5, 0.01, 1.0)
+
+        monkeypatch.setattr(estimate_service, "estimate_features", nan_fit)
+
+    def test_features_with_a_non_finite_matrix(self, monkeypatch) -> None:
+        self._nan_features(monkeypatch)
+        a, b, _ = _shifted_pair()
+        with fake_client(monkeypatch, FakeEngine()) as c:
+            r = c.post("/estimate?method=features", files=files(encode(a), encode(b)))
+        assert r.status_code == 422, r.text
+        assert "no homography from features" in r.json()["detail"]
+
+    def test_auto_with_no_finite_candidate(self, monkeypatch) -> None:
+        from app.geometry.points import patch_corners
+
+        self._nan_features(monkeypatch)
+        degenerate = np.full((4, 2), 60.0) - patch_corners(128)  # all corners at one point
+        a, b, _ = _shifted_pair()
+        with fake_client(monkeypatch, FakeEngine(offsets=degenerate)) as c:
+            r = c.post("/estimate?method=auto", files=files(encode(a), encode(b)))
+        assert r.status_code == 422, r.text
+        detail = r.json()["detail"]
+        assert detail.startswith("no homography") and "network" in detail

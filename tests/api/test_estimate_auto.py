@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.core.config import Settings
-from app.geometry.points import corner_distance
+from app.geometry.points import corner_distance, image_corners, transform_points
 from app.main import create_app
 from training.data.hard_pairs import KINDS, HardPair, graf_pair, make_hard_pair, make_hard_pairs
 
@@ -170,10 +170,23 @@ def test_flat_images_are_answered_and_flagged(client) -> None:
 
 
 def test_features_then_refine(client, pairs) -> None:
-    """``method=features&refine=true`` chains /refine on the features' matrix."""
+    """``method=features&refine=true`` refines the features' matrix with /refine's pipeline and
+    answers the refined matrix at the top level (regression: ``b_H_a`` and ``corners_in_b``
+    were the unrefined start, the refined one only in ``refine.result``); the start stays in
+    the report and among the candidates."""
     p = pairs["moderate"][0]
     body = client.post("/estimate?method=features&refine=true", files=_files(p)).json()
-    assert body["chosen"] == "features" and body["refine"]["applied"]
+    assert body["chosen"] == "features+refine" and body["refine"]["applied"]
     refined = np.array(body["refine"]["result"]["b_H_a"])
+    start = np.array(body["refine"]["start_b_H_a"])
     size = (p.a.shape[1], p.a.shape[0])
-    assert corner_distance(refined, p.b_H_a, size) < min(0.5, _error(body, p) + 1e-9)
+    np.testing.assert_allclose(body["b_H_a"], refined, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        body["corners_in_b"], transform_points(refined, image_corners(size))[0], atol=1e-9
+    )
+    by_name = {c["name"]: c for c in body["candidates"]}
+    assert not by_name["features"]["refined"] and by_name["features+refine"]["refined"]
+    np.testing.assert_allclose(by_name["features"]["b_H_a"], start, rtol=1e-9, atol=1e-12)
+    assert body["quality"]["photometric_before_refine"] == by_name["features"]["photometric"]
+    assert body["timings_ms"]["refine"] > 0
+    assert _error(body, p) < min(0.5, corner_distance(start, p.b_H_a, size) + 1e-9)

@@ -202,29 +202,6 @@ class TestRefineErrors:
         assert r.status_code == 422, r.text
 
 
-class TestChainedRefine:
-    """The helper that /estimate?refine=true calls (tested here without a network model)."""
-
-    def test_refines_a_rough_estimate(self, rclient, pair):
-        from app.api.routes.refine import refine_after_estimate
-
-        a, b, H = pair
-        rough = H + np.array([[0, 0, 3.0], [0, 0, -2.0], [0, 0, 0]])
-        app = rclient.app
-        out = refine_after_estimate(png(a), png(b), rough, app.state.settings, app.state.engines)
-        assert out.applied and out.detail is None
-        assert corner_error(np.array(out.result.b_H_a), H, SIZE) < 0.1
-
-    def test_an_estimate_that_cannot_be_refined_is_reported(self, rclient, pair):
-        from app.api.routes.refine import refine_after_estimate
-
-        a, b, _ = pair
-        far = np.array([[1, 0, 5000.0], [0, 1, 0], [0, 0, 1]])
-        app = rclient.app
-        out = refine_after_estimate(png(a), png(b), far, app.state.settings, app.state.engines)
-        assert not out.applied and "overlap" in out.detail and out.result is None
-
-
 class TestWorkingResolution:
     def test_large_images_are_aligned_shrunk_and_answered_in_original_pixels(self, pair):
         from app.alignment import RefineOptions

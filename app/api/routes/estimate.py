@@ -4,20 +4,17 @@ features + robust fit, or both refined photometrically with the best kept (metho
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
-import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from app.alignment.consistency import Consistency
-from app.api.deps import EnginesDep, SettingsDep
-from app.api.errors import InputError
-from app.api.routes.refine import refine_after_estimate, registered_aligner
+from app.api.deps import AlignerDep, EstimatorDep
 from app.api.schemas.estimate import (
     EXAMPLE_A,
     EXAMPLE_B,
@@ -30,20 +27,18 @@ from app.api.schemas.estimate import (
     PhotometricScore,
     QualityReport,
 )
-from app.core.config import Settings
-from app.core.engines import EngineRegistry
+from app.api.schemas.refine import ChainedRefine, refine_response
+from app.core.errors import DomainError
 from app.core.metrics import ITEMS
 from app.estimation import Candidate
-from app.geometry.points import image_corners, transform_points
-from app.inference.batcher import BatcherClosedError, InferenceError, QueueFullError
-from app.services.estimate import EstimateError, EstimateResult, Estimator, Method
-from app.services.images import ImageError, decode_base64
-from app.services.startup import CLASSIFICATION_ESTIMATOR, ESTIMATOR
+from app.geometry.points import corners_in
+from app.services.estimate import EstimateResult, Estimator, Method
+from app.services.images import decode_base64
+from app.services.refine import Aligner
 
 router = APIRouter(tags=["estimate"])
 
 FIELDS = ("image_a", "image_b")
-ModelKind = Literal["regression", "classification"]
 
 DESCRIPTION = """Estimate the homography that maps image A onto image B, and how far to trust it.
 
@@ -116,15 +111,12 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     500: {"description": "Inference failed (the message says why)"},
     503: {"description": "Model not loaded, or the queue is full (see Retry-After)"},
 }
-ModelQuery = Annotated[
-    ModelKind | None,
-    Query(description="Which loaded model to use; default: the one at model_path."),
-]
 RefineQuery = Annotated[
     bool,
     Query(
-        description="Also refine b_H_a photometrically (as POST /refine); adds `refine`. "
-        "Methods network and features; auto refines its candidates itself."
+        description="Refine the estimate photometrically (as POST /refine) and answer the "
+        "refined b_H_a; `refine` reports the refinement and its start. Methods network and "
+        "features; auto refines its candidates itself."
     ),
 ]
 MethodQuery = Annotated[
@@ -140,23 +132,6 @@ RobustQuery = Annotated[
 ]
 
 
-def _select(engines: EngineRegistry, model: ModelKind | None) -> Estimator:
-    """The estimator for ``model`` (None: the default ``model_path`` one); 503 when the default
-    model is not loaded, 422 naming ``model`` when the one asked for is not."""
-    names = [ESTIMATOR] if model is None else [ESTIMATOR, CLASSIFICATION_ESTIMATOR]
-    for name in names:
-        obj = engines.get(name)
-        if isinstance(obj, Estimator) and (model is None or obj.kind == model):
-            return obj
-    reasons = [f"{n}: {engines.status[n].detail}" for n in names if n in engines.status]
-    hint = "; ".join(reasons) if reasons else "not configured"
-    if model is not None:  # the client asked for a model this server does not serve
-        raise InputError(f"model={model}: no such model is loaded here ({hint})", 422, "model")
-    raise InputError(
-        f"/estimate is unavailable: the HomographyNet model is not loaded ({hint})", 503
-    )
-
-
 async def _read_multipart(request: Request) -> tuple[bytes, bytes]:
     form = await request.form(max_files=len(FIELDS) + 2, max_fields=len(FIELDS) + 6)
     try:
@@ -164,17 +139,19 @@ async def _read_multipart(request: Request) -> tuple[bytes, bytes]:
         for field in FIELDS:
             part = form.get(field)
             if part is None:
-                raise InputError(
-                    f"{field}: missing; send two files, image_a and image_b", 422, field
+                raise DomainError(
+                    f"{field}: missing; send two files, image_a and image_b", "invalid", field
                 )
             if not isinstance(part, UploadFile):
-                raise InputError(f"{field}: must be a file upload, not a text field", 422, field)
+                raise DomainError(
+                    f"{field}: must be a file upload, not a text field", "invalid", field
+                )
             ctype = (part.content_type or "").split(";")[0].strip().lower()
             if ctype and not (ctype.startswith("image/") or ctype == "application/octet-stream"):
-                raise InputError(
+                raise DomainError(
                     f"{field}: content type {ctype!r} is not an image "
                     "(image/* or application/octet-stream expected)",
-                    415,
+                    "unsupported",
                     field,
                 )
             data.append(await part.read())
@@ -184,10 +161,7 @@ async def _read_multipart(request: Request) -> tuple[bytes, bytes]:
 
 
 def _from_base64(req: EstimateJsonRequest) -> tuple[bytes, bytes]:
-    try:
-        return decode_base64(req.image_a, "image_a"), decode_base64(req.image_b, "image_b")
-    except ImageError as exc:
-        raise InputError(exc.message, exc.status, exc.field) from exc
+    return decode_base64(req.image_a, "image_a"), decode_base64(req.image_b, "image_b")
 
 
 async def _read_json(request: Request) -> tuple[bytes, bytes]:
@@ -213,14 +187,13 @@ def _photometric(c: Consistency) -> PhotometricScore:
 
 
 def _candidate(c: Candidate, size_a: tuple[int, int]) -> CandidateReport:
-    corners, w = transform_points(c.b_H_a, image_corners(size_a))
-    finite = bool(np.isfinite(corners).all() and np.all(np.abs(w) > 1e-12))
+    corners = corners_in(c.b_H_a, size_a)
     return CandidateReport(
         name=c.name,
         source=c.source,  # type: ignore[arg-type]
         refined=c.refined,
         b_H_a=c.b_H_a.tolist(),
-        corners_in_b=corners.tolist() if finite else None,
+        corners_in_b=None if corners is None else corners.tolist(),
         photometric=_photometric(c.score),
         confidence=c.confidence,
         agreeing=c.agreeing,
@@ -269,65 +242,67 @@ def _response(r: EstimateResult) -> EstimateResponse:
             detail=f.detail,
         ),
         candidates=[_candidate(c, r.size_a) for c in sel.candidates],
+        refine=None
+        if r.refine is None
+        else ChainedRefine(
+            applied=r.refine.applied,
+            detail=r.refine.detail,
+            start_b_H_a=r.refine.start_b_H_a.tolist(),
+            result=None if r.refine.output is None else refine_response(r.refine.output),
+        ),
+    )
+
+
+BodyReader = Callable[[Request], Awaitable[tuple[bytes, bytes]]]
+
+
+def _body_reader(request: Request) -> BodyReader:
+    """How to read the two images, by the request's content type."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media == "multipart/form-data":
+        return _read_multipart
+    if media == "application/json" or media.endswith("+json"):
+        return _read_json
+    raise DomainError(
+        f"content type {media or '(none)'!r} is not supported: send multipart/form-data "
+        "(files image_a, image_b) or application/json (base64 strings image_a, image_b)",
+        "unsupported",
     )
 
 
 class EstimateQuery:
-    """The query options shared by both routes."""
+    """The query options shared by both routes (``model`` is read by :data:`EstimatorDep`)."""
 
     def __init__(
         self,
-        model: ModelQuery = None,
         method: MethodQuery = "network",
         detector: DetectorQuery = "sift",
         robust: RobustQuery = "aca",
         refine: RefineQuery = False,
     ) -> None:
-        self.model, self.method, self.detector, self.robust = model, method, detector, robust
+        self.method, self.detector, self.robust = method, detector, robust
         self.refine = refine and method != "auto"
 
 
 async def _estimate(
     estimator: Estimator,
+    aligner: Aligner | None,
     data_a: bytes,
     data_b: bytes,
     q: EstimateQuery,
-    settings: Settings,
-    engines: EngineRegistry,
-) -> Any:
-    """Run the service and map its errors: 4xx from the input, 503 (+ Retry-After), 500.
-    With ``q.refine``, also refine ``b_H_a`` as /refine does."""
-    aligner = registered_aligner(engines)
-    try:
-        result = await estimator.estimate(
-            data_a,
-            data_b,
-            q.method,
-            estimator.feature_options(q.detector, q.robust),
-            refiner=None if aligner is None else aligner.refine,
-            device="cpu" if aligner is None else aligner.device,
-        )
-    except (ImageError, EstimateError) as exc:
-        raise InputError(exc.message, exc.status, exc.field) from exc
-    except QueueFullError as exc:
-        return JSONResponse(
-            status_code=503,
-            content={"detail": str(exc)},
-            headers={"Retry-After": str(exc.retry_after_s)},
-        )
-    except BatcherClosedError as exc:
-        return JSONResponse(
-            status_code=503, content={"detail": str(exc)}, headers={"Retry-After": "1"}
-        )
-    except InferenceError as exc:
-        return JSONResponse(status_code=500, content={"detail": str(exc)})
+) -> EstimateResponse:
+    result = await estimator.estimate(
+        data_a,
+        data_b,
+        q.method,
+        estimator.feature_options(q.detector, q.robust),
+        aligner=aligner,
+        refine=q.refine,
+    )
     ITEMS.labels("estimate").inc()
-    response = _response(result)
-    if q.refine:
-        response.refine = await run_in_threadpool(
-            refine_after_estimate, data_a, data_b, result.b_H_a, settings, engines
-        )
-    return response
+    if result.refine is not None and result.refine.applied:
+        ITEMS.labels("refine").inc()
+    return _response(result)
 
 
 @router.post(
@@ -340,24 +315,13 @@ async def _estimate(
 )
 async def estimate(
     request: Request,
-    engines: EnginesDep,
-    settings: SettingsDep,
+    read: Annotated[BodyReader, Depends(_body_reader)],  # 415 before the model is looked up
+    estimator: EstimatorDep,
+    aligner: AlignerDep,
     q: Annotated[EstimateQuery, Depends()],
-) -> Any:
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media == "multipart/form-data":
-        read = _read_multipart
-    elif media == "application/json" or media.endswith("+json"):
-        read = _read_json
-    else:
-        raise InputError(
-            f"content type {media or '(none)'!r} is not supported: send multipart/form-data "
-            "(files image_a, image_b) or application/json (base64 strings image_a, image_b)",
-            415,
-        )
-    estimator = _select(engines, q.model)
+) -> EstimateResponse:
     data_a, data_b = await read(request)
-    return await _estimate(estimator, data_a, data_b, q, settings, engines)
+    return await _estimate(estimator, aligner, data_a, data_b, q)
 
 
 @router.post(
@@ -370,10 +334,9 @@ async def estimate(
 )
 async def estimate_json(
     req: EstimateJsonRequest,
-    engines: EnginesDep,
-    settings: SettingsDep,
+    estimator: EstimatorDep,
+    aligner: AlignerDep,
     q: Annotated[EstimateQuery, Depends()],
-) -> Any:
-    estimator = _select(engines, q.model)
+) -> EstimateResponse:
     data_a, data_b = await run_in_threadpool(_from_base64, req)
-    return await _estimate(estimator, data_a, data_b, q, settings, engines)
+    return await _estimate(estimator, aligner, data_a, data_b, q)

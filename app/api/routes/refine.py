@@ -2,33 +2,24 @@
 
 from __future__ import annotations
 
-import base64
 import json
-import math
 from typing import Annotated, Any
 
-import numpy as np
 from fastapi import APIRouter, File, Form, UploadFile
 from pydantic import ValidationError
 
-from app.alignment import RefineOptions
-from app.api.deps import EnginesDep, SettingsDep
-from app.api.errors import InputError
+from app.api.deps import AlignerDep, SettingsDep
 from app.api.schemas.refine import (
-    ChainedRefine,
-    LevelOut,
-    PhotometricErrorOut,
     RefineJsonRequest,
     RefineOptionsIn,
     RefineResponse,
+    refine_response,
 )
 from app.core.config import Settings
-from app.core.engines import EngineRegistry
+from app.core.errors import DomainError
 from app.core.metrics import ITEMS
-from app.services.images import ImageError, decode_base64
-from app.services.refine import Aligner, RefineInputError, RefineOutput, refine_images
-
-__all__ = ["refine_after_estimate", "router"]
+from app.services.images import decode_base64
+from app.services.refine import Aligner, refine_images, refine_options
 
 router = APIRouter(tags=["refine"])
 
@@ -55,56 +46,6 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def registered_aligner(engines: EngineRegistry) -> Aligner | None:
-    """The start-up aligner engine, or None when it did not build (callers fall back to CPU)."""
-    obj = engines.get("aligner")
-    return obj if isinstance(obj, Aligner) else None
-
-
-def _options(opts: RefineOptionsIn) -> tuple[RefineOptions, bool]:
-    data = opts.model_dump()
-    overlay = data.pop("overlay")
-    try:
-        return RefineOptions(**data), overlay
-    except ValueError as exc:  # dataclass checks beyond the schema's (e.g. inf)
-        name = str(exc).split(":", 1)[0]
-        raise InputError(str(exc), 422, f"options.{name}") from exc
-
-
-def _finite(x: float) -> float | None:
-    return float(x) if math.isfinite(x) else None
-
-
-def _response(out: RefineOutput) -> RefineResponse:
-    r = out.result
-    before, after = r.error_before, r.error_after
-    assert before is not None and after is not None
-    return RefineResponse(
-        b_H_a=r.b_H_a.tolist(),
-        converged=r.converged,
-        budget_exhausted=r.budget_exhausted,
-        error_before=PhotometricErrorOut(mean_abs=_finite(before.mean_abs), overlap=before.overlap),
-        error_after=PhotometricErrorOut(mean_abs=_finite(after.mean_abs), overlap=after.overlap),
-        levels=[
-            LevelOut(
-                level=lv.level,
-                width=lv.size[0],
-                height=lv.size[1],
-                iterations=lv.iterations,
-                last_step_px=_finite(lv.last_step_px),
-                converged=lv.converged,
-                cost=_finite(lv.cost),
-            )
-            for lv in r.levels
-        ],
-        iterations=r.iterations,
-        device=out.device,
-        work_scale=out.work_scale,
-        timings_ms=out.timings_ms,
-        overlay_png=None if out.overlay_png is None else base64.b64encode(out.overlay_png).decode(),
-    )
-
-
 def _run(
     data_a: bytes,
     data_b: bytes,
@@ -112,24 +53,22 @@ def _run(
     opts: RefineOptionsIn,
     mask: bytes | None,
     settings: Settings,
-    engines: EngineRegistry,
+    aligner: Aligner | None,
 ) -> RefineResponse:
-    options, overlay = _options(opts)
-    try:
-        out = refine_images(
-            data_a,
-            data_b,
-            init,
-            options,
-            settings,
-            registered_aligner(engines),
-            mask=mask,
-            overlay=overlay,
-        )
-    except RefineInputError as exc:
-        raise InputError(exc.message, exc.status, exc.field) from exc
+    values = opts.model_dump()
+    overlay = values.pop("overlay")
+    out = refine_images(
+        data_a,
+        data_b,
+        init,
+        refine_options(values),
+        settings,
+        aligner,
+        mask=mask,
+        overlay=overlay,
+    )
     ITEMS.labels("refine").inc()
-    return _response(out)
+    return refine_response(out)
 
 
 def _json_field(text: str | None, name: str) -> Any:
@@ -138,7 +77,20 @@ def _json_field(text: str | None, name: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InputError(f"{name}: not valid JSON ({exc.msg})", 422, name) from exc
+        raise DomainError(f"{name}: not valid JSON ({exc.msg})", "invalid", name) from exc
+
+
+def _options_field(text: str | None) -> RefineOptionsIn:
+    """The multipart ``options`` field: a JSON object checked by :class:`RefineOptionsIn`."""
+    raw = _json_field(text, "options") or {}
+    if not isinstance(raw, dict):
+        raise DomainError("options: must be a JSON object", "invalid", "options")
+    try:
+        return RefineOptionsIn.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        loc = ".".join(str(p) for p in ("options", *err["loc"]))
+        raise DomainError(f"{loc}: {err['msg']}", "invalid", loc) from exc
 
 
 @router.post(
@@ -150,7 +102,7 @@ def _json_field(text: str | None, name: str) -> Any:
 )
 def refine(
     settings: SettingsDep,
-    engines: EnginesDep,
+    aligner: AlignerDep,
     image_a: Annotated[UploadFile, File(description="Image A (the template).")],
     image_b: Annotated[UploadFile, File(description="Image B.")],
     init: Annotated[
@@ -172,18 +124,10 @@ def refine(
     ] = None,
 ) -> RefineResponse:
     """Plain ``def``: FastAPI runs it in the thread pool, off the event loop."""
-    raw = _json_field(options, "options") or {}
-    if not isinstance(raw, dict):
-        raise InputError("options: must be a JSON object", 422, "options")
-    try:
-        opts = RefineOptionsIn.model_validate(raw)
-    except ValidationError as exc:
-        err = exc.errors(include_url=False)[0]
-        loc = ".".join(str(p) for p in ("options", *err["loc"]))
-        raise InputError(f"{loc}: {err['msg']}", 422, loc) from exc
+    opts = _options_field(options)
     data_a, data_b = image_a.file.read(), image_b.file.read()
     data_m = mask.file.read() if mask is not None else None
-    return _run(data_a, data_b, _json_field(init, "init"), opts, data_m, settings, engines)
+    return _run(data_a, data_b, _json_field(init, "init"), opts, data_m, settings, aligner)
 
 
 @router.post(
@@ -194,34 +138,10 @@ def refine(
     responses=_ERRORS,
 )
 def refine_json(
-    req: RefineJsonRequest, settings: SettingsDep, engines: EnginesDep
+    req: RefineJsonRequest, settings: SettingsDep, aligner: AlignerDep
 ) -> RefineResponse:
     """The same as ``POST /refine`` with the images as base64 strings."""
-    try:
-        data_a = decode_base64(req.image_a, "image_a")
-        data_b = decode_base64(req.image_b, "image_b")
-        data_m = decode_base64(req.mask, "mask") if req.mask is not None else None
-    except ImageError as exc:
-        raise InputError(exc.message, exc.status, exc.field) from exc
-    return _run(data_a, data_b, req.init, req.options, data_m, settings, engines)
-
-
-def refine_after_estimate(
-    data_a: bytes,
-    data_b: bytes,
-    b_H_a: np.ndarray,
-    settings: Settings,
-    engines: EngineRegistry,
-    options: RefineOptions | None = None,
-) -> ChainedRefine:
-    """``/estimate?refine=true``: refine the estimate with /refine's pipeline (default
-    options, the service's default time budget). Synchronous: call it in the thread pool. A start
-    that cannot be refined (e.g. it maps A outside B) is reported, not raised."""
-    try:
-        out = refine_images(
-            data_a, data_b, b_H_a, options or RefineOptions(), settings, registered_aligner(engines)
-        )
-    except RefineInputError as exc:
-        return ChainedRefine(applied=False, detail=exc.message)
-    ITEMS.labels("refine").inc()
-    return ChainedRefine(applied=True, result=_response(out))
+    data_a = decode_base64(req.image_a, "image_a")
+    data_b = decode_base64(req.image_b, "image_b")
+    data_m = decode_base64(req.mask, "mask") if req.mask is not None else None
+    return _run(data_a, data_b, req.init, req.options, data_m, settings, aligner)

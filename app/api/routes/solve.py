@@ -10,15 +10,17 @@ from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import SettingsDep
-from app.api.errors import InputError
 from app.api.responses import ChunkedResponse
 from app.api.schemas.solve import SolveRequest, SolveResponse
+from app.core.errors import DomainError
 from app.core.metrics import ITEMS
 from app.geometry.reasons import describe
-from app.services.arrays import ArrayFormatError, load_arrays, npz_chunks
+from app.services.arrays import npz_chunks
 from app.services.solve import (
     RansacOptions,
     SolveOutput,
+    arrays_from_body,
+    check_point_lists,
     solve_least_squares,
     solve_minimal,
     solve_robust,
@@ -37,49 +39,6 @@ with `np.load(io.BytesIO(body), allow_pickle=False)`. Headers `X-Count` and `X-V
 Reason codes: 1 non_finite_input, 2 repeated_source_point, 3 collinear_source,
 4 repeated_target_point, 5 collinear_target, 6 h33_near_zero, 7 non_finite_result,
 8 singular_system."""
-
-
-def _check_json_shapes(req: SolveRequest, max_batch: int, settings: SettingsDep) -> None:
-    if len(req.src) != len(req.dst):
-        raise InputError(
-            f"src has {len(req.src)} items but dst has {len(req.dst)}; they must match",
-            field="dst",
-        )
-    if not req.src:
-        raise InputError("src must hold at least one item", field="src")
-    if len(req.src) > max_batch:
-        raise InputError(
-            f"batch of {len(req.src)} items exceeds the JSON limit of {max_batch}; "
-            "send large batches to POST /solve/batch as .npz",
-            field="src",
-        )
-    four_point = req.method in ("aca", "sks") and not req.robust
-    total = 0
-    for i, (s, d) in enumerate(zip(req.src, req.dst, strict=True)):
-        if len(s) != len(d):
-            raise InputError(
-                f"item {i}: src has {len(s)} points but dst has {len(d)}", field=f"dst[{i}]"
-            )
-        if four_point and len(s) != 4:
-            raise InputError(
-                f"item {i}: method {req.method!r} needs exactly 4 points, got {len(s)} "
-                "(use method 'dlt' or robust=true for N > 4)",
-                field=f"src[{i}]",
-            )
-        if len(s) < 4:
-            raise InputError(f"item {i}: at least 4 points needed, got {len(s)}", field=f"src[{i}]")
-        if len(s) > settings.max_points_per_item:
-            raise InputError(
-                f"item {i}: {len(s)} points exceeds the limit of {settings.max_points_per_item}",
-                field=f"src[{i}]",
-            )
-        total += len(s)
-    if not four_point and total > settings.max_robust_work:
-        raise InputError(
-            f"{total} points in all exceeds the limit of {settings.max_robust_work} for "
-            "least-squares/robust requests",
-            field="src",
-        )
 
 
 def _run_json(req: SolveRequest) -> SolveOutput:
@@ -112,7 +71,7 @@ async def solve(req: SolveRequest, settings: SettingsDep) -> SolveResponse:
     the normalised least-squares fit for N >= 4; ``robust`` runs RANSAC (ACA hypotheses, MSAC
     score, seedable) and refits the inliers. Degenerate items come back with ``valid: false``,
     ``dst_H_src: null`` and a ``reason``; the rest of the batch is still solved."""
-    _check_json_shapes(req, settings.max_solve_json_batch, settings)
+    check_point_lists(req.src, req.dst, req.method, req.robust, settings)
     start = time.perf_counter()
     out = await run_in_threadpool(_run_json, req)
     elapsed = (time.perf_counter() - start) * 1e3
@@ -149,52 +108,12 @@ async def read_body(request: Request) -> bytes | np.ndarray:
     async for chunk in request.stream():
         end = pos + len(chunk)
         if end > len(buf):
-            raise InputError("body is longer than its Content-Length", 400, "body")
+            raise DomainError("body is longer than its Content-Length", "malformed", "body")
         buf[pos:end] = np.frombuffer(chunk, np.uint8)
         pos = end
     if pos != len(buf):
-        raise InputError(f"body ended after {pos} of {len(buf)} bytes", 400, "body")
+        raise DomainError(f"body ended after {pos} of {len(buf)} bytes", "malformed", "body")
     return buf
-
-
-def _arrays_from_body(
-    body: bytes | np.ndarray, max_batch: int, max_bytes: int
-) -> tuple[np.ndarray, ...]:
-    try:
-        arrays = load_arrays(body, max_uncompressed=max_bytes)
-    except ArrayFormatError as exc:
-        raise InputError(str(exc), status=400, field="body") from exc
-    if "array" in arrays:
-        a = arrays["array"]
-        if a.ndim != 4 or a.shape[1:] != (2, 4, 2):
-            raise InputError(
-                f"a .npy body must have shape (B, 2, 4, 2), got {a.shape}", 422, "body"
-            )
-        src, dst = a[:, 0], a[:, 1]
-    else:
-        missing = {"src", "dst"} - arrays.keys()
-        if missing:
-            raise InputError(
-                f".npz body lacks array(s) {sorted(missing)}; found {sorted(arrays)}", 422, "body"
-            )
-        src, dst = arrays["src"], arrays["dst"]
-        for name, a in (("src", src), ("dst", dst)):
-            if a.ndim != 3 or a.shape[1:] != (4, 2):
-                raise InputError(f"{name} must have shape (B, 4, 2), got {a.shape}", 422, name)
-        if src.shape != dst.shape:
-            raise InputError(f"src {src.shape} and dst {dst.shape} differ in shape", 422, "dst")
-    for name, a in (("src", src), ("dst", dst)):
-        if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
-            raise InputError(
-                f"{name} must be float32/float64 (or integer), got {a.dtype}", 422, name
-            )
-    if src.shape[0] == 0:
-        raise InputError("the batch is empty", 422, "src")
-    if src.shape[0] > max_batch:
-        raise InputError(
-            f"batch of {src.shape[0]} items exceeds the limit of {max_batch}", 413, "src"
-        )
-    return src, dst
 
 
 @router.post(
@@ -232,7 +151,7 @@ async def solve_batch(
     ] = "input",
 ) -> Response:
     body = await read_body(request)
-    src, dst = _arrays_from_body(body, settings.max_solve_batch, settings.max_body_bytes)
+    src, dst = arrays_from_body(body, settings)
     if dtype == "input":
         out_dtype = np.float32 if src.dtype == np.float32 else np.float64
     else:

@@ -53,6 +53,7 @@ class EstimateTimings(BaseModel):
     inference: float | None = Field(None, description="The whole batch's ONNX call.")
     solve: float | None = None
     features: float | None = Field(None, description="Keypoints, matching and robust fit.")
+    refine: float | None = Field(None, description="refine=true: the /refine pipeline.")
     select: float = Field(..., description="Photometric scoring (and, for auto, refinement).")
     total: float
     batch_size: int = Field(
@@ -156,6 +157,7 @@ class EstimateResponse(BaseModel):
     )
     refine: ChainedRefine | None = Field(
         None,
-        description="With ?refine=true (methods network and features): b_H_a refined "
-        "photometrically, as /refine answers.",
+        description="With ?refine=true (methods network and features): the photometric "
+        "refinement, as /refine answers, and its start; when applied, b_H_a and corners_in_b "
+        "are the refined ones.",
     )

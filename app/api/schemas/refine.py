@@ -1,10 +1,14 @@
-"""Request and response models of /refine."""
+"""Request and response models of /refine (and of ``/estimate?refine=true``'s report)."""
 
 from __future__ import annotations
 
+import base64
+import math
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from app.services.refine import RefineOutput
 
 Matrix3 = tuple[tuple[float, float, float], tuple[float, float, float], tuple[float, float, float]]
 
@@ -164,8 +168,47 @@ class RefineResponse(BaseModel):
 
 
 class ChainedRefine(BaseModel):
-    """``/estimate?refine=true``: the photometric refinement of the network's ``b_H_a``."""
+    """``/estimate?refine=true``: the photometric refinement of the estimate (network or
+    features); when applied, the estimate's top-level ``b_H_a`` is ``result.b_H_a``."""
 
     applied: bool = Field(..., description="False when the estimate could not be refined.")
     detail: str | None = Field(None, description="Why it was not applied.")
+    start_b_H_a: Matrix3 | None = Field(
+        None, description="The estimate before refinement (the start), A pixel -> B pixel."
+    )
     result: RefineResponse | None = Field(None, description="As /refine answers.")
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+def refine_response(out: RefineOutput) -> RefineResponse:
+    """The service's :class:`RefineOutput` as /refine answers it."""
+    r = out.result
+    before, after = r.error_before, r.error_after
+    assert before is not None and after is not None  # refine_pixels fills both
+    return RefineResponse(
+        b_H_a=r.b_H_a.tolist(),
+        converged=r.converged,
+        budget_exhausted=r.budget_exhausted,
+        error_before=PhotometricErrorOut(mean_abs=_finite(before.mean_abs), overlap=before.overlap),
+        error_after=PhotometricErrorOut(mean_abs=_finite(after.mean_abs), overlap=after.overlap),
+        levels=[
+            LevelOut(
+                level=lv.level,
+                width=lv.size[0],
+                height=lv.size[1],
+                iterations=lv.iterations,
+                last_step_px=_finite(lv.last_step_px),
+                converged=lv.converged,
+                cost=_finite(lv.cost),
+            )
+            for lv in r.levels
+        ],
+        iterations=r.iterations,
+        device=out.device,
+        work_scale=out.work_scale,
+        timings_ms=out.timings_ms,
+        overlay_png=None if out.overlay_png is None else base64.b64encode(out.overlay_png).decode(),
+    )

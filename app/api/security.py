@@ -6,7 +6,7 @@ import hmac
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.core.middleware import send_json_error
+from app.api.middleware import send_json_error
 
 OPEN_PATHS = frozenset({"/health", "/ready", "/metrics"})
 
