@@ -31,10 +31,11 @@ samples: $(SAMPLES)/H1to3p.xml
 test: install samples
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 
 lint: install
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/lint-imports
 
 # needs the PyPI JSON API or OSV (not reachable from the CI sandbox)
 audit: install

@@ -85,7 +85,16 @@ def decode_image(
             f"{field}: {w}x{h} is too small (each side must be >= {min_side} px)", "invalid", field
         )
     flags = cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR
-    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    try:
+        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    except cv2.error as exc:  # OpenCV 5 raises where 4.x returned None
+        if "CV_IO_MAX_IMAGE_PIXELS" in str(exc):  # OpenCV's own limit (app/__init__.py)
+            raise DomainError(
+                f"{field}: the {fmt} image has more pixels than the decoder accepts",
+                "too_large",
+                field,
+            ) from exc
+        pixels = None
     if pixels is None or pixels.size == 0:
         raise DomainError(
             f"{field}: the {fmt} data could not be decoded (corrupt?)", "invalid", field

@@ -330,3 +330,36 @@ def test_endpoint_runs_off_the_event_loop_and_documents_an_example(client):
     out = ok(client, example)
     documented = schema["PoseLossResponse"]["examples"][0]
     np.testing.assert_allclose(out["loss"], documented["loss"], rtol=1e-5)
+
+
+class TestRaggedDepths:
+    """Regression: ragged ``depths`` were padded to the longest list (10,000 lists of one depth
+    and one of 1,000,000, a 2.4 MB body, tried to allocate 80 GB and answered 500)."""
+
+    def test_one_huge_list_among_many_tiny_ones(self, client):
+        n = 10_000
+        q = [[1, 0, 0, 0]] * n
+        c = np.random.default_rng(1).normal(size=(n, 3)).round(2).tolist()
+        big = [2] * 990_000 + [3] * 10_000
+        payload = {
+            "estimated": {"position": c, "quaternion": q},
+            "true": {"position": [[x + 0.1 for x in p] for p in c], "quaternion": q},
+            "depths": [[1]] * (n - 1) + [big],
+        }
+        data = json.dumps(payload, separators=(",", ":"))
+        assert len(data) < 3_500_000
+        r = client.post("/pose-loss", content=data, headers={"content-type": "application/json"})
+        assert r.status_code == 200, r.text[:300]
+        out = r.json()
+        assert out["count"] == n and out["xmin"][:-1] == [1.0] * (n - 1)
+        lo, hi = np.percentile(big, [2.5, 97.5])
+        assert out["xmin"][-1] == pytest.approx(lo) and out["xmax"][-1] == pytest.approx(hi)
+
+    def test_too_many_samples_in_all_is_413(self):
+        s = Settings(log_json=False, log_level="warning", max_pose_depth_samples=100)
+        c_est, q_est, c_gt, q_gt, _, _ = batch(2, seed=5)
+        payload = body(c_est, q_est, c_gt, q_gt, depths=[[1.0] * 60, [2.0] * 41])
+        with TestClient(create_app(s)) as c:
+            r = c.post("/pose-loss", json=payload)
+        assert r.status_code == 413, r.text
+        assert r.json()["detail"][0]["loc"] == "depths"

@@ -17,6 +17,7 @@ import app.geometry.pose_loss as pl
 from app.geometry.pose_loss import (
     PoseInputError,
     check_pose_loss_inputs,
+    depth_range_from_lists,
     depth_range_from_samples,
     homography_pose_loss,
     homography_pose_loss_terms,
@@ -609,6 +610,47 @@ class TestDepthRange:
         # masked-out samples are ignored, whatever they hold
         xmin, _ = depth_range_from_samples(d, torch.tensor([[True, True], [True, False]]))
         assert float(xmin[1]) == 3.0
+
+
+class TestDepthRangeFromLists:
+    """Ragged samples as one flat array and the lengths: no padding to the longest list."""
+
+    @settings(max_examples=40, deadline=None)
+    @given(
+        st.lists(st.lists(st.floats(1e-3, 1e3), min_size=1, max_size=30), min_size=1, max_size=6),
+        st.sampled_from(["local", "global"]),
+    )
+    def test_matches_numpy_percentiles(self, rows, mode):
+        values = torch.tensor([v for r in rows for v in r], dtype=F64)
+        lengths = torch.tensor([len(r) for r in rows])
+        xmin, xmax = depth_range_from_lists(values, lengths, mode=mode)
+        pooled = np.percentile(np.concatenate(rows), [2.5, 97.5])
+        for i, r in enumerate(rows):
+            lo, hi = np.percentile(r, [2.5, 97.5]) if mode == "local" else pooled
+            assert float(xmin[i]) == pytest.approx(lo, rel=1e-12)
+            assert float(xmax[i]) == pytest.approx(hi, rel=1e-12)
+
+    def test_one_long_list_among_short_ones(self):
+        """The shape of the /pose-loss defect: 2,000 lists of one sample and one of 20,000
+        (padding them would be a (2001, 20000) array)."""
+        long = torch.arange(1.0, 20_001.0, dtype=F64)
+        values = torch.cat([torch.full((2000,), 7.0, dtype=F64), long])
+        lengths = torch.tensor([1] * 2000 + [20_000])
+        xmin, xmax = depth_range_from_lists(values, lengths)
+        assert torch.equal(xmin[:2000], torch.full((2000,), 7.0, dtype=F64))
+        lo, hi = np.percentile(long.numpy(), [2.5, 97.5])
+        assert float(xmin[-1]) == pytest.approx(lo) and float(xmax[-1]) == pytest.approx(hi)
+
+    def test_errors_name_the_list_and_entry(self):
+        values = torch.tensor([1.0, 2.0, 3.0, -1.0])
+        with pytest.raises(PoseInputError) as e:
+            depth_range_from_lists(values, torch.tensor([2, 2]))
+        assert e.value.field == "depths[1][1]"
+        with pytest.raises(PoseInputError) as e:
+            depth_range_from_lists(torch.ones(3), torch.tensor([2, 0, 1]))
+        assert e.value.field == "depths[1]"
+        with pytest.raises(PoseInputError, match="sum to"):
+            depth_range_from_lists(torch.ones(3), torch.tensor([2, 2]))
 
 
 class TestChecks:
