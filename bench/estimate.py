@@ -294,10 +294,7 @@ def bench_methods(base: str, pairs: list) -> dict:
                     continue
                 body = r.json()
                 server.append(body["timings_ms"]["total"])
-                H = body["b_H_a"]
-                if "refine=true" in url and body.get("refine") and body["refine"]["applied"]:
-                    H = body["refine"]["result"]["b_H_a"]
-                errs.append(_corner_error(np.array(H), p))
+                errs.append(_corner_error(np.array(body["b_H_a"]), p))
                 if name == "auto":
                     flags.append((body["quality"]["low_confidence"], errs[-1] > 5.0))
             out[name] = _method_stats(errs, times, kinds)
