@@ -31,6 +31,20 @@ OPEN_PREFIXES = (STATIC_URL + "/",)
 """Paths served without an API key: the page and the docs are public; the API is not."""
 OPEN_PATHS = frozenset({"/", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 
+CSP = (
+    "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
+    "script-src 'self' 'unsafe-inline'; worker-src 'self' blob:; connect-src 'self'; "
+    "frame-ancestors 'self'"
+)
+"""The pages load nothing from elsewhere, and the browser refuses to: Swagger UI and ReDoc have
+inline start-up code and styles, ReDoc's search runs in a blob: worker, and ReDoc's bundle
+links a logo on a CDN, which this policy blocks before any request leaves."""
+
+
+def _local_only(response: HTMLResponse) -> HTMLResponse:
+    response.headers["content-security-policy"] = CSP
+    return response
+
 
 def install_web(app: FastAPI) -> None:
     """Serve the demo page, its assets and the self-hosted API docs on ``app``."""
@@ -42,19 +56,22 @@ def install_web(app: FastAPI) -> None:
 
     @app.get("/", include_in_schema=False)
     async def demo() -> FileResponse:
-        return FileResponse(STATIC_DIR / "index.html", headers={"cache-control": "no-cache"})
+        headers = {"cache-control": "no-cache", "content-security-policy": CSP}
+        return FileResponse(STATIC_DIR / "index.html", headers=headers)
 
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
-        return get_swagger_ui_html(
-            openapi_url=root + openapi_url,
-            title=f"{app.title} - Swagger UI",
-            oauth2_redirect_url=root + oauth2_url,
-            swagger_js_url=f"{root}{DOCS_ASSETS_URL}/swagger-ui-bundle.js",
-            swagger_css_url=f"{root}{DOCS_ASSETS_URL}/swagger-ui.css",
-            swagger_favicon_url=root + favicon,
-            swagger_ui_parameters=app.swagger_ui_parameters,
+        return _local_only(
+            get_swagger_ui_html(
+                openapi_url=root + openapi_url,
+                title=f"{app.title} - Swagger UI",
+                oauth2_redirect_url=root + oauth2_url,
+                swagger_js_url=f"{root}{DOCS_ASSETS_URL}/swagger-ui-bundle.js",
+                swagger_css_url=f"{root}{DOCS_ASSETS_URL}/swagger-ui.css",
+                swagger_favicon_url=root + favicon,
+                swagger_ui_parameters=app.swagger_ui_parameters,
+            )
         )
 
     @app.get(oauth2_url, include_in_schema=False)
@@ -64,10 +81,12 @@ def install_web(app: FastAPI) -> None:
     @app.get("/redoc", include_in_schema=False)
     async def redoc(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
-        return get_redoc_html(
-            openapi_url=root + openapi_url,
-            title=f"{app.title} - ReDoc",
-            redoc_js_url=f"{root}{DOCS_ASSETS_URL}/redoc.standalone.js",
-            redoc_favicon_url=root + favicon,
-            with_google_fonts=False,
+        return _local_only(
+            get_redoc_html(
+                openapi_url=root + openapi_url,
+                title=f"{app.title} - ReDoc",
+                redoc_js_url=f"{root}{DOCS_ASSETS_URL}/redoc.standalone.js",
+                redoc_favicon_url=root + favicon,
+                with_google_fonts=False,
+            )
         )

@@ -279,6 +279,8 @@ function render() {
     canvas.width = f.width;
     canvas.height = f.height;
   }
+  canvas.dataset.ox = f.ox;  // where B's pixel (0, 0) is on the canvas
+  canvas.dataset.oy = f.oy;
   const { width, height } = up.b;
   const ctx = canvas.getContext("2d");
   const t = Number($("#slider").value) / 100;
@@ -500,8 +502,11 @@ function showResult(r) {
   showCorners(r.corners_in_b);
   showCandidates(r);
   viewMatrix(r.b_H_a, r.chosen);
+  const res = $("#result");
+  res.dataset.imageA = r.image_a_size.join("x");  // the sizes the server decoded
+  res.dataset.imageB = r.image_b_size.join("x");
   $("#stage").dataset.state = "done";
-  $("#result").dataset.state = "done";
+  res.dataset.state = "done";
 }
 
 // ---------------------------------------------------------------------------------- page
