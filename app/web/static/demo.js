@@ -210,14 +210,16 @@ function corners(width, height) {
   return [[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]];
 }
 
-// The canvas frame: B plus the part of A's outline around it (up to half of B on each side),
-// so that corners that land outside B stay visible. B's pixel (x, y) is at (x + ox, y + oy).
-function viewFrame(a, b, H) {
+// The canvas frame: B plus the parts of A's outline (and of a sample's true outline) around it,
+// up to half of B on each side, so that corners outside B stay visible. B's pixel (x, y) is at
+// (x + ox, y + oy) on the canvas.
+function viewFrame(a, b, H, truth) {
   const pts = corners(a.width, a.height).map(([x, y]) => apply(H, x, y));
+  const all = truth ? pts.concat(corners(a.width, a.height).map(([x, y]) => apply(truth, x, y))) : pts;
   let x0 = 0, y0 = 0, x1 = b.width, y1 = b.height;
-  if (pts.every(([x, y]) => Number.isFinite(x) && Number.isFinite(y))) {
+  if (all.every(([x, y]) => Number.isFinite(x) && Number.isFinite(y))) {
     const pad = Math.round(0.06 * Math.max(b.width, b.height));
-    for (const [x, y] of pts) {
+    for (const [x, y] of all) {
       x0 = Math.min(x0, Math.floor(x) - pad); x1 = Math.max(x1, Math.ceil(x) + pad);
       y0 = Math.min(y0, Math.floor(y) - pad); y1 = Math.max(y1, Math.ceil(y) + pad);
     }
@@ -483,7 +485,7 @@ function showCandidates(r) {
 function viewMatrix(H, name) {
   state.viewH = H;
   state.viewName = name;
-  state.frame = viewFrame(state.uploaded.a, state.uploaded.b, H);
+  state.frame = viewFrame(state.uploaded.a, state.uploaded.b, H, trueMatrix());
   state.warped = warpInto(state.uploaded.a, state.frame, H);
   document.querySelectorAll("#candidates tbody tr").forEach((tr) => {
     tr.classList.toggle("viewing", tr.dataset.name === name);
