@@ -433,3 +433,30 @@ def solve_plan(
     if not calls:
         raise ValueError("src holds no items")
     return SolvePlan(calls, method, robust, bool(binary))
+
+
+class ClientBase:
+    """What both clients share: the API key header, the retry policy, and how ``solve`` splits."""
+
+    binary_threshold = 2048
+    """``solve`` sends batches of (B, 4, 2) points with at least this many items as ``.npz``."""
+    json_batch = 10_000
+    """Items per JSON ``/solve`` request (the server's default limit); larger batches are split."""
+    binary_batch = 1_000_000
+    """Items per ``/solve/batch`` request; larger batches are split."""
+
+    def __init__(self, api_key: str | None, retry: RetryPolicy | None) -> None:
+        self._headers = {"x-api-key": api_key} if api_key else {}
+        self.retry = retry or RetryPolicy()
+
+    def _kwargs(self, call: Call[Any]) -> dict[str, Any]:
+        """``request()`` keyword arguments, but the streamed body (the caller adds it)."""
+        kw = call.kwargs()
+        kw["headers"] = {**self._headers, **call.headers}
+        if call.body is not None:
+            kw["headers"]["content-length"] = str(len(call.body))
+        return kw
+
+    def _solve_plan(self, *args: Any) -> SolvePlan:
+        """``solve_plan`` (its first eight arguments) with this client's batch sizes."""
+        return solve_plan(*args, self.binary_threshold, self.json_batch, self.binary_batch)

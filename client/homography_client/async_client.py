@@ -24,13 +24,13 @@ from homography_client._core import (
     SolveMethod,
 )
 from homography_client._encode import ImageInput, apieces
-from homography_client.client import DEFAULT_TIMEOUT, HomographyClient
+from homography_client.client import DEFAULT_TIMEOUT
 from homography_client.models import EstimateResult, PoseLossResult, RefineResult, SolveResult
 
 T = TypeVar("T")
 
 
-class AsyncHomographyClient:
+class AsyncHomographyClient(_core.ClientBase):
     """The asynchronous client; the same methods as ``HomographyClient``, awaited.
 
     >>> async with AsyncHomographyClient("http://127.0.0.1:8000") as hc:
@@ -38,10 +38,6 @@ class AsyncHomographyClient:
 
     Concurrent calls share one connection pool; 503 answers are retried as in the sync client.
     """
-
-    binary_threshold = HomographyClient.binary_threshold
-    json_batch = HomographyClient.json_batch
-    binary_batch = HomographyClient.binary_batch
 
     def __init__(
         self,
@@ -51,14 +47,9 @@ class AsyncHomographyClient:
         retry: RetryPolicy | None = None,
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
-        headers = {"x-api-key": api_key} if api_key else {}
+        super().__init__(api_key, retry)
         self._owns = http_client is None
-        self._http = http_client or httpx.AsyncClient(
-            base_url=base_url, headers=headers, timeout=timeout
-        )
-        if http_client is not None and api_key:
-            self._http.headers.update(headers)
-        self.retry = retry or RetryPolicy()
+        self._http = http_client or httpx.AsyncClient(base_url=base_url, timeout=timeout)
 
     async def __aenter__(self) -> AsyncHomographyClient:
         return self
@@ -73,10 +64,9 @@ class AsyncHomographyClient:
     async def _send(self, call: Call[T]) -> T:
         attempts = _core.Attempts(self.retry)
         while True:
-            kw = call.kwargs()
+            kw = self._kwargs(call)
             if call.body is not None:
-                kw["content"] = apieces(call.body)
-                kw["headers"] = {**call.headers, "content-length": str(len(call.body))}
+                kw["content"] = apieces(call.body)  # a fresh iterator for every try
             response = await self._http.request(call.method, call.path, **kw)
             if response.status_code != 503:
                 return call.parse(response)
@@ -86,7 +76,7 @@ class AsyncHomographyClient:
         return await self._send(Call("GET", "/health", _core.read_json))
 
     async def ready(self) -> bool:
-        return (await self._http.get("/ready")).status_code == 200
+        return (await self._http.get("/ready", headers=self._headers)).status_code == 200
 
     async def wait_ready(self, timeout: float = 120.0, interval: float = 0.25) -> None:
         end = time.monotonic() + timeout
@@ -113,19 +103,7 @@ class AsyncHomographyClient:
         binary: bool | None = None,
     ) -> SolveResult:
         """As ``HomographyClient.solve``; the pieces of a split batch are sent one after another."""
-        plan = _core.solve_plan(
-            src,
-            dst,
-            method,
-            robust,
-            normalize,
-            dtype,
-            ransac,
-            binary,
-            self.binary_threshold,
-            self.json_batch,
-            self.binary_batch,
-        )
+        plan = self._solve_plan(src, dst, method, robust, normalize, dtype, ransac, binary)
         return plan.merge([await self._send(c) for c in plan.calls])
 
     async def estimate(

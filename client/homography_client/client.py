@@ -30,7 +30,7 @@ T = TypeVar("T")
 DEFAULT_TIMEOUT = 60.0
 
 
-class HomographyClient:
+class HomographyClient(_core.ClientBase):
     """A client of homography-service.
 
     >>> with HomographyClient("http://127.0.0.1:8000") as hc:
@@ -44,13 +44,6 @@ class HomographyClient:
     are then its own), e.g. a FastAPI ``TestClient``.
     """
 
-    binary_threshold = 2048
-    """``solve`` sends batches of (B, 4, 2) points with at least this many items as ``.npz``."""
-    json_batch = 10_000
-    """Items per JSON ``/solve`` request (the server's default limit); larger batches are split."""
-    binary_batch = 1_000_000
-    """Items per ``/solve/batch`` request; larger batches are split."""
-
     def __init__(
         self,
         base_url: str = "http://127.0.0.1:8000",
@@ -59,14 +52,9 @@ class HomographyClient:
         retry: RetryPolicy | None = None,
         http_client: httpx.Client | None = None,
     ) -> None:
-        headers = {"x-api-key": api_key} if api_key else {}
+        super().__init__(api_key, retry)
         self._owns = http_client is None
-        self._http = http_client or httpx.Client(
-            base_url=base_url, headers=headers, timeout=timeout
-        )
-        if http_client is not None and api_key:
-            self._http.headers.update(headers)
-        self.retry = retry or RetryPolicy()
+        self._http = http_client or httpx.Client(base_url=base_url, timeout=timeout)
 
     def __enter__(self) -> HomographyClient:
         return self
@@ -81,10 +69,9 @@ class HomographyClient:
     def _send(self, call: Call[T]) -> T:
         attempts = _core.Attempts(self.retry)
         while True:
-            kw = call.kwargs()
+            kw = self._kwargs(call)
             if call.body is not None:
-                kw["content"] = pieces(call.body)
-                kw["headers"] = {**call.headers, "content-length": str(len(call.body))}
+                kw["content"] = pieces(call.body)  # a fresh iterator for every try
             response = self._http.request(call.method, call.path, **kw)
             if response.status_code != 503:
                 return call.parse(response)
@@ -97,7 +84,7 @@ class HomographyClient:
 
     def ready(self) -> bool:
         """Whether ``GET /ready`` answers 200 (every engine loaded and warmed up)."""
-        return self._http.get("/ready").status_code == 200
+        return self._http.get("/ready", headers=self._headers).status_code == 200
 
     def wait_ready(self, timeout: float = 120.0, interval: float = 0.25) -> None:
         """Block until the server is ready; ``TimeoutError`` after ``timeout`` seconds."""
@@ -133,19 +120,7 @@ class HomographyClient:
         pieces (``binary`` forces either path); batches over the per-request limits are split.
         Returns ``dst_H_src`` (B, 3, 3) with NaN for invalid items, ``valid`` and ``reason``.
         """
-        plan = _core.solve_plan(
-            src,
-            dst,
-            method,
-            robust,
-            normalize,
-            dtype,
-            ransac,
-            binary,
-            self.binary_threshold,
-            self.json_batch,
-            self.binary_batch,
-        )
+        plan = self._solve_plan(src, dst, method, robust, normalize, dtype, ransac, binary)
         return plan.merge([self._send(c) for c in plan.calls])
 
     def estimate(
