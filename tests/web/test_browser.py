@@ -168,13 +168,16 @@ def test_large_images_are_downscaled_before_upload(browser, live_url, tmp_path):
     cv2.imwrite(str(tmp_path / "a.png"), big)
     cv2.imwrite(str(tmp_path / "b.png"), cv2.warpPerspective(big, H, (2400, 1600)))
     _open_demo(browser, live_url)
+    browser.find_element(By.ID, "file-a").send_keys(str(tmp_path / "a.png"))
+    meta = browser.find_element(By.CSS_SELECTOR, "#drop-a .drop-meta")
+    _wait(browser, lambda d: meta.text == "1600×1067 (from 2400×1600)")  # the default limit
     Select(browser.find_element(By.ID, "max-side")).select_by_value("1024")
+    _wait(browser, lambda d: meta.text == "1024×683 (from 2400×1600)")  # prepared again
     _estimate(browser, tmp_path / "a.png", tmp_path / "b.png", "network")
     result = browser.find_element(By.ID, "result")
     assert result.get_attribute("data-state") == "done"
     assert result.get_attribute("data-image-a") == "1024x683"  # as the server decoded it
-    meta = browser.find_element(By.CSS_SELECTOR, "#drop-a .drop-meta").text
-    assert meta == "1024×683 (from 2400×1600)"
+    assert result.get_attribute("data-image-b") == "1024x683"
 
 
 def test_server_errors_are_shown(browser, live_url, tmp_path):

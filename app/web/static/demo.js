@@ -23,6 +23,7 @@ const state = {
 
 // ---------------------------------------------------------------------------------- images
 async function loadImage(blob, name) {
+  const name0 = name;
   const bitmap = await createImageBitmap(blob);
   const maxSide = Number($("#max-side").value);
   const scale = Math.min(1, maxSide / Math.max(bitmap.width, bitmap.height));
@@ -40,7 +41,10 @@ async function loadImage(blob, name) {
     upload = await new Promise((resolve) => canvas.toBlob(resolve, type, 0.92));
     name = name.replace(/\.[^.]*$/, "") + (type === "image/jpeg" ? ".jpg" : ".png");
   }
-  return { blob: upload, name, width, height, origWidth: bitmap.width, origHeight: bitmap.height, canvas };
+  return {
+    blob: upload, name, width, height, origWidth: bitmap.width, origHeight: bitmap.height, canvas,
+    source: blob, sourceName: name0,
+  };
 }
 
 async function setImage(side, blob, name, fromSample = false) {
@@ -563,6 +567,12 @@ function init() {
   document.querySelectorAll("input[name=method]").forEach((el) => el.addEventListener("change", updateMethod));
   document.querySelectorAll("input[name=view]").forEach((el) => el.addEventListener("change", updateSlider));
   $("#slider").addEventListener("input", render);
+  $("#max-side").addEventListener("change", () => {  // re-prepare what is loaded at the new limit
+    for (const side of ["a", "b"]) {
+      const img = state.images[side];
+      if (img) setImage(side, img.source, img.sourceName, state.sample !== null);
+    }
+  });
   $("#show-outline").addEventListener("change", (e) => $("#stage").classList.toggle("no-outline", !e.target.checked));
   $("#copy-matrix").addEventListener("click", async () => {
     const text = JSON.stringify(state.result.b_H_a);
