@@ -199,11 +199,14 @@ class RefineResult:
 
 @dataclass(frozen=True)
 class ChainedRefine:
-    """``estimate(..., refine=True)``: the photometric refinement of the estimate."""
+    """``estimate(..., refine=True)``: the photometric refinement of the estimate; when
+    applied, the estimate's top-level ``b_H_a`` is the refined one and ``start_b_H_a`` the
+    estimate it started from."""
 
     __schema__: ClassVar[str] = "ChainedRefine"
     applied: bool
     detail: str | None
+    start_b_H_a: np.ndarray | None
     result: RefineResult | None
 
 

@@ -121,6 +121,8 @@ class TestEstimate:
         assert r.method == "network" and r.model is not None and r.offsets.shape == (4, 2)
         assert r.refine is not None and r.refine.applied
         assert _corner_error(r.refine.result.b_H_a, G) < 0.5
+        np.testing.assert_array_equal(r.b_H_a, r.refine.result.b_H_a)  # the refined answer
+        assert r.refine.start_b_H_a is not None and r.refine.start_b_H_a.shape == (3, 3)
         assert r.candidates and r.candidates[0].b_H_a.shape == (3, 3)
 
     def test_rgb_and_16_bit_arrays(self, hc, pair):
