@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 
 from app.core.config import Settings
 from app.core.engines import EngineRegistry
+from app.core.lifecycle import Lifecycle
 
 
 def _settings(request: Request) -> Settings:
@@ -18,5 +19,10 @@ def _engines(request: Request) -> EngineRegistry:
     return request.app.state.engines
 
 
+def _lifecycle(request: Request) -> Lifecycle:
+    return request.app.state.lifecycle
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 EnginesDep = Annotated[EngineRegistry, Depends(_engines)]
+LifecycleDep = Annotated[Lifecycle, Depends(_lifecycle)]

@@ -1,8 +1,10 @@
-"""Pure ASGI middleware: request-size limit, per-route metrics and one structured log line
-per request. Pure ASGI (not ``BaseHTTPMiddleware``) so large binary bodies stream through."""
+"""Pure ASGI middleware: admission (starting/draining), request-size limit, per-route metrics
+and one structured log line per request. Pure ASGI (not ``BaseHTTPMiddleware``) so large
+binary bodies stream through."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -10,7 +12,7 @@ import uuid
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.metrics import LATENCY, REQUESTS
+from app.core.metrics import LATENCY, REFUSED, REQUESTS
 
 log = structlog.get_logger("app.request")
 
@@ -89,6 +91,64 @@ class BodyLimitMiddleware:
         except BodyTooLargeError:
             if not started:
                 await _send_413(send, limit)
+
+
+# Orchestrators' probes and the metrics scrape: always answered, never counted as work
+PROBE_PATHS = frozenset({"/health", "/ready", "/metrics"})
+
+
+class AdmissionMiddleware:
+    """Admit a request only while the service is ready (``scope["app"].state.lifecycle``, see
+    :class:`app.core.lifecycle.Lifecycle`), count it in flight until answered, and answer 503 +
+    Retry-After while starting, draining or failed. A request still running when the shutdown
+    drain bound passes is cut: answered 503 if its response has not started."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in PROBE_PATHS:
+            await self.app(scope, receive, send)
+            return
+        lifecycle = scope["app"].state.lifecycle
+        refusal = lifecycle.admit()
+        if refusal is not None:
+            REFUSED.labels(refusal.reason).inc()
+            retry = str(refusal.retry_after_s).encode()
+            await send_json_error(send, 503, refusal.detail, ((b"retry-after", retry),))
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        # the handler runs in a task of its own so that the drain can stop waiting for it (a
+        # handler blocked on a worker thread cannot be cancelled promptly)
+        handler = asyncio.ensure_future(self.app(scope, receive, tracking_send))
+        handler.add_done_callback(_retrieve)
+        try:
+            try:
+                await asyncio.wait({handler, lifecycle.cut_signal()}, return_when="FIRST_COMPLETED")
+            except asyncio.CancelledError:
+                handler.cancel()
+                raise
+            if handler.done():
+                handler.result()  # re-raise what the handler raised
+                return
+            handler.cancel()
+            if not started:
+                detail = "the service shut down before this request finished; retry it"
+                await send_json_error(send, 503, detail, ((b"retry-after", b"1"),))
+        finally:
+            lifecycle.release()
+
+
+def _retrieve(task: asyncio.Future) -> None:
+    """Mark a cut handler's late outcome as seen (no 'exception was never retrieved')."""
+    if not task.cancelled():
+        task.exception()
 
 
 class ObservabilityMiddleware:

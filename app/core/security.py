@@ -6,9 +6,7 @@ import hmac
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.core.middleware import send_json_error
-
-OPEN_PATHS = frozenset({"/health", "/ready", "/metrics"})
+from app.core.middleware import PROBE_PATHS, send_json_error
 
 
 class ApiKeyMiddleware:
@@ -16,6 +14,8 @@ class ApiKeyMiddleware:
     ``Authorization: Bearer``; liveness, readiness and metrics stay open for orchestrators."""
 
     def __init__(self, app: ASGIApp, api_key: str) -> None:
+        if not api_key:  # an empty key would let an empty header in (settings map "" to None)
+            raise ValueError("the API key must not be empty")
         self.app = app
         self.key = api_key.encode()
 
@@ -29,7 +29,7 @@ class ApiKeyMiddleware:
         return given is not None and hmac.compare_digest(given, self.key)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS or self._authorised(scope):
+        if scope["type"] != "http" or scope["path"] in PROBE_PATHS or self._authorised(scope):
             await self.app(scope, receive, send)
             return
         await send_json_error(
