@@ -17,7 +17,14 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[$(EXTRAS)]"
 	touch $@
 
-install: $(VENV)/.installed
+# the Numba kernels, compiled ahead of time into Numba's on-disk cache (NUMBA_CACHE_DIR, or
+# app/geometry/__pycache__): a server start then loads them in about a second
+KERNELS := $(VENV)/.kernels
+$(KERNELS): $(VENV)/.installed $(wildcard app/geometry/*.py)
+	$(PY) -m app.geometry.warmup
+	touch $@
+
+install: $(VENV)/.installed $(KERNELS)
 
 serve: install
 	$(VENV)/bin/homography-serve --host $(HOST) --port $(PORT)

@@ -49,8 +49,11 @@ def prepare_kernel_cache(
     if writable(baked):
         return baked
     target = scratch or Path(tempfile.gettempdir()) / "numba-cache"
-    if baked.is_dir():
-        shutil.copytree(baked, target, dirs_exist_ok=True)
+    if baked.is_dir():  # the copies are ours to write, whatever the baked modes were
+        shutil.copytree(baked, target, copy_function=shutil.copyfile, dirs_exist_ok=True)
+        for path in (target, *target.rglob("*")):
+            if path.is_dir():
+                path.chmod(0o755)
     if not writable(target):
         log.warning("kernel_cache_unwritable", baked=str(baked), scratch=str(target))
         return None
