@@ -9,7 +9,7 @@ PORT ?= 8000
 
 SAMPLES := $(VENV)/share/opencv-samples
 
-.PHONY: install serve test lint audit load clean samples
+.PHONY: install serve test lint audit load clean samples image-test
 
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ audit: install
 
 load: install
 	$(PY) bench/load.py
+
+# build the CPU image with podman (Debian base from debootstrap) and serve it from its own file
+# system: /ready, one /estimate, one /solve (as root; installs podman and debootstrap if missing)
+image-test: install
+	$(PY) scripts/image_test.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

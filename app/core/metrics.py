@@ -39,6 +39,8 @@ REFUSED = Counter(
     "Requests answered 503 before any work: the service was starting, draining or failed.",
     ["reason"],
 )
+for _reason in ("starting", "draining", "failed"):  # exported at 0 from the start
+    REFUSED.labels(_reason)
 READY = Gauge(
     "homography_ready", "1 while the service admits work, else 0.", multiprocess_mode="livemin"
 )
