@@ -25,7 +25,6 @@ One summary line is printed last. Exit status 0 only when every check passed.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import shlex

@@ -91,7 +91,9 @@ def test_probes_match_the_app(rendered):
     ]:
         get = c[probe]["httpGet"]
         assert get["path"] == path and path in paths
-        assert get["port"] in port and port[get["port"]] == int(env_of(c)["HOMOGRAPHY_PORT"]["value"])
+        assert get["port"] in port and port[get["port"]] == int(
+            env_of(c)["HOMOGRAPHY_PORT"]["value"]
+        )
     # a not-ready pod leaves the endpoints within one readiness period of the drain's start
     assert c["readinessProbe"]["periodSeconds"] * c["readinessProbe"]["failureThreshold"] <= 5
     # liveness must not kill a pod that is still warming up: it answers from the first second,
