@@ -105,7 +105,8 @@ def ensure_base() -> str:
 
 
 def build() -> None:
-    cmd = ["build", "--isolation=chroot", "--layers", "-f", "docker/Dockerfile.cpu", "-t", IMAGE]
+    cmd = ["build", "--isolation=chroot", "--layers", "--format=docker"]  # docker: HEALTHCHECK kept
+    cmd += ["-f", "docker/Dockerfile.cpu", "-t", IMAGE]
     cmd += ["--build-arg", f"PYTHON_IMAGE={BASE}"]
     links = os.environ.get("PIP_FIND_LINKS", "")
     if links and Path(links).is_dir():  # e.g. this machine's CPU wheel of torch

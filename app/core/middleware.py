@@ -182,7 +182,7 @@ class ObservabilityMiddleware:
             method = scope.get("method", "")
             REQUESTS.labels(method, template, str(status)).inc()
             LATENCY.labels(method, template).observe(elapsed)
-            if template not in ("/health", "/metrics"):
+            if template not in PROBE_PATHS:  # probes every few seconds: metrics only
                 log.info(
                     "request",
                     request_id=request_id,
