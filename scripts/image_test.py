@@ -105,7 +105,9 @@ def ensure_base() -> str:
 
 
 def build() -> None:
-    cmd = ["build", "--isolation=chroot", "--layers", "--format=docker"]  # docker: HEALTHCHECK kept
+    # --layers=false: one commit per stage (with vfs every per-instruction layer is a full copy);
+    # the docker format keeps HEALTHCHECK
+    cmd = ["build", "--isolation=chroot", "--layers=false", "--format=docker"]
     cmd += ["-f", "docker/Dockerfile.cpu", "-t", IMAGE]
     cmd += ["--build-arg", f"PYTHON_IMAGE={BASE}"]
     links = os.environ.get("PIP_FIND_LINKS", "")
@@ -116,12 +118,9 @@ def build() -> None:
     cert = os.environ.get("PIP_CERT", "")
     if cert and Path(cert).is_file():  # a proxy's CA that the Debian base does not trust
         cmd += ["--volume", f"{cert}:/etc/pip-ca.crt:ro", "--build-arg", "PIP_CERT=/etc/pip-ca.crt"]
-    old = subprocess.run(["podman", *STORAGE, "image", "inspect", "--format", "{{.Id}}", IMAGE],
-                         capture_output=True, text=True, check=False).stdout.strip()  # fmt: skip
     podman(*cmd, ".")
-    new = podman("image", "inspect", "--format", "{{.Id}}", IMAGE, capture=True)
-    if old and old != new:  # drop the previous build (vfs keeps full copies of every layer)
-        subprocess.run(["podman", *STORAGE, "rmi", old], check=False, capture_output=True)
+    # the previous build, now untagged (vfs keeps a full copy of every image)
+    subprocess.run(["podman", *STORAGE, "image", "prune", "-f"], check=False, capture_output=True)
 
 
 def _local_torch(links: Path) -> str:
