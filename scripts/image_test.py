@@ -91,6 +91,7 @@ def ensure_base() -> str:
         how = "debootstrap"
         CACHE.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="rootfs-", dir=CACHE) as rootfs:
+            os.chmod(rootfs, 0o755)  # the image's "/": mkdtemp made it 0700, unusable to users
             run(["debootstrap", "--variant=minbase", f"--include={BASE_PACKAGES}", "bookworm",
                  rootfs, MIRROR])  # fmt: skip
             for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
