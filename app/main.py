@@ -60,7 +60,12 @@ async def _start(app: FastAPI, settings: Settings, stack: AsyncExitStack) -> Non
         await in_daemon_thread(build_engines, engines, plan)
         await stack.enter_async_context(run_engines(engines))  # workers, stopped on shutdown
     except Exception as exc:
-        lifecycle.mark_failed(f"{type(exc).__name__}: {exc}")
+        failed = [
+            n
+            for n, st in engines.status.items()
+            if st.required and not st.ready and n not in engines.loading
+        ]
+        lifecycle.mark_failed(f"{''.join(f'{n}: ' for n in failed[:1])}{type(exc).__name__}: {exc}")
         raise
     lifecycle.mark_ready()
 

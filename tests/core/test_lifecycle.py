@@ -162,3 +162,30 @@ def test_a_late_start_does_not_reopen_a_draining_service():
 
     asyncio.run(run())
     assert lc.phase is Phase.DRAINING and lc.admit() is not None
+
+
+def test_a_required_engine_that_fails_in_the_background_fails_liveness(tmp_path):
+    """Served start-up (in the background): a present but corrupt model fails the start; the
+    process stays up to say so, /health 503 (the orchestrator restarts it), /ready why."""
+    from fastapi.testclient import TestClient
+
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"not an onnx model")
+    s = Settings(
+        log_json=False,
+        log_level="error",
+        warm_up_in_background=True,
+        model_path=model,
+        classification_model_path=None,
+    )
+    with TestClient(create_app(s)) as c:
+        assert c.get("/health").status_code in (200, 503)  # answered while starting
+        deadline = time.monotonic() + 120
+        while (health := c.get("/health")).status_code == 200:
+            assert health.json()["phase"] == "starting"
+            assert time.monotonic() < deadline, "the start never failed"
+            time.sleep(0.1)
+        assert health.status_code == 503 and health.json()["status"] == "failed"
+        ready = c.get("/ready").json()
+        assert ready["phase"] == "failed" and "homographynet" in ready["detail"]
+        assert c.post("/solve", json=SOLVE).status_code == 503
