@@ -141,3 +141,15 @@ def test_sigterm_drains_finishes_in_flight_cuts_past_the_bound_then_exits(server
     assert srv.proc.returncode in (0, -signal.SIGTERM)
     # bounded: the 20 s request did not hold the stop (3 s drain + uvicorn's close; a loose guard)
     assert took < 15, took
+
+
+def test_importing_the_app_is_light():
+    """What keeps /health answering within about a second of the process start: the numerical
+    stack is imported by the start-up thread, not by ``import app.main``."""
+    heavy = ("torch", "onnxruntime", "cv2", "numba", "kornia", "app.geometry._kernels")
+    code = "import sys, app.main; print(*[m for m in sys.argv[1:] if m in sys.modules])"
+    r = subprocess.run(
+        [sys.executable, "-c", code, *heavy], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [], f"imported by app.main: {r.stdout}"
