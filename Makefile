@@ -9,7 +9,7 @@ PORT ?= 8000
 
 SAMPLES := $(VENV)/share/opencv-samples
 
-.PHONY: install serve test lint audit load clean samples browser
+.PHONY: install serve test lint audit load clean samples browser image-test
 
 # the service and its Python client (client/, a package of its own: `pip install ./client`)
 $(VENV)/.installed: pyproject.toml client/pyproject.toml $(CONSTRAINTS)
@@ -18,7 +18,14 @@ $(VENV)/.installed: pyproject.toml client/pyproject.toml $(CONSTRAINTS)
 	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[$(EXTRAS)]" -e ./client
 	touch $@
 
-install: $(VENV)/.installed
+# the Numba kernels, compiled ahead of time into Numba's on-disk cache (NUMBA_CACHE_DIR, or
+# app/geometry/__pycache__): a server start then loads them in about a second
+KERNELS := $(VENV)/.kernels
+$(KERNELS): $(VENV)/.installed $(wildcard app/geometry/*.py)
+	$(PY) -m app.geometry.warmup
+	touch $@
+
+install: $(VENV)/.installed $(KERNELS)
 
 serve: install
 	$(VENV)/bin/homography-serve --host $(HOST) --port $(PORT)
@@ -49,6 +56,11 @@ audit: install
 
 load: install
 	$(PY) bench/load.py
+
+# build the CPU image with podman (Debian base from debootstrap) and serve it from its own file
+# system: /ready, one /estimate, one /solve (as root; installs podman and debootstrap if missing)
+image-test: install
+	$(PY) scripts/image_test.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

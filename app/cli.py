@@ -15,14 +15,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default=settings.host)
     parser.add_argument("--port", type=int, default=settings.port)
     parser.add_argument("--workers", type=int, default=settings.workers)
+    parser.add_argument("--app", default="app.main:app", help="ASGI app (import string)")
     args = parser.parse_args(argv)
     uvicorn.run(
-        "app.main:app",
+        args.app,
         host=args.host,
         port=args.port,
         workers=args.workers,
         log_config=None,
         access_log=False,
+        # the app drains on SIGTERM first (HOMOGRAPHY_DRAIN_SECONDS, cutting what is left), so
+        # uvicorn's own wait for open connections afterwards only has stragglers to close
+        timeout_graceful_shutdown=5,
     )
 
 

@@ -15,6 +15,11 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+# Every app built in the tests finishes its start-up (routes, engines) before a TestClient's
+# ``with`` hands it over, as the suite expects; tests/core/test_lifecycle.py and tests/deploy/test_server.py
+# cover the background start-up that serving uses (the live server below uses it too).
+os.environ.setdefault("HOMOGRAPHY_WARM_UP_IN_BACKGROUND", "false")
+
 from app.core.config import Settings
 from app.main import create_app
 
@@ -40,6 +45,7 @@ def live_url() -> Iterator[str]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = dict(os.environ, HOMOGRAPHY_LOG_LEVEL="warning", HOMOGRAPHY_LOG_JSON="false")
+    env["HOMOGRAPHY_WARM_UP_IN_BACKGROUND"] = "true"  # as served: listening at once, then ready
     cmd = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1"]
     cmd += ["--port", str(port), "--log-level", "warning", "--no-access-log"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env)

@@ -1,15 +1,16 @@
-"""``Annotated`` dependencies: the settings, the engine registry and the engines the routes use
-(built once at start-up, :mod:`app.services.startup`). Routes declare what they need, e.g.
-``estimator: EstimatorDep``; nothing else looks engines up by name."""
+"""``Annotated`` dependencies: the settings, the engine registry, the lifecycle (defined, light,
+in :mod:`app.api.state`) and the engines the routes use (built once at start-up,
+:mod:`app.services.startup`). Routes declare what they need, e.g. ``estimator: EstimatorDep``;
+nothing else looks engines up by name. Importing this module imports the numerical stack: only
+the work routes do, off the event loop (:func:`app.api.router.work_router`)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Query
 
-from app.core.config import Settings
-from app.core.engines import EngineRegistry
+from app.api.state import EnginesDep, LifecycleDep, SettingsDep
 from app.core.errors import DomainError
 from app.services.estimate import Estimator
 from app.services.refine import Aligner
@@ -19,23 +20,12 @@ __all__ = [
     "AlignerDep",
     "EnginesDep",
     "EstimatorDep",
+    "LifecycleDep",
     "ModelKind",
     "SettingsDep",
 ]
 
 ModelKind = Literal["regression", "classification"]
-
-
-def _settings(request: Request) -> Settings:
-    return request.app.state.settings
-
-
-def _engines(request: Request) -> EngineRegistry:
-    return request.app.state.engines
-
-
-SettingsDep = Annotated[Settings, Depends(_settings)]
-EnginesDep = Annotated[EngineRegistry, Depends(_engines)]
 
 ModelQuery = Annotated[
     ModelKind | None,

@@ -91,6 +91,10 @@ class BodyLimitMiddleware:
                 await _send_413(send, limit)
 
 
+# Orchestrators' probes and the metrics scrape: always answered, never counted as work
+PROBE_PATHS = frozenset({"/health", "/ready", "/metrics"})
+
+
 class ObservabilityMiddleware:
     """Prometheus counters/latency by route template, a request id header, one log line."""
 
@@ -122,7 +126,7 @@ class ObservabilityMiddleware:
             method = scope.get("method", "")
             REQUESTS.labels(method, template, str(status)).inc()
             LATENCY.labels(method, template).observe(elapsed)
-            if template not in ("/health", "/metrics"):
+            if template not in PROBE_PATHS:  # probes every few seconds: metrics only
                 log.info(
                     "request",
                     request_id=request_id,

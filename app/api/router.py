@@ -1,12 +1,19 @@
-"""All routers of the service, in one place."""
+"""All routers of the service, in one place: the probes, served from the first second, and the
+work routes, which import the numerical stack (torch, ONNX Runtime, OpenCV, the Numba kernels:
+seconds) and are mounted once that import is done."""
 
 from fastapi import APIRouter
 
-from app.api.routes import estimate, health, pose_loss, refine, solve
+from app.api.routes import health
 
-api_router = APIRouter()
-api_router.include_router(health.router)
-api_router.include_router(solve.router)
-api_router.include_router(estimate.router)
-api_router.include_router(pose_loss.router)
-api_router.include_router(refine.router)
+probe_router = health.router
+
+
+def work_router() -> APIRouter:
+    """The routes that do the work (the import is the slow part: call it off the event loop)."""
+    from app.api.routes import estimate, pose_loss, refine, solve
+
+    router = APIRouter()
+    for module in (solve, estimate, pose_loss, refine):
+        router.include_router(module.router)
+    return router

@@ -6,9 +6,7 @@ import hmac
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.api.middleware import send_json_error
-
-OPEN_PATHS = frozenset({"/health", "/ready", "/metrics"})
+from app.api.middleware import PROBE_PATHS, send_json_error
 
 
 class ApiKeyMiddleware:
@@ -20,9 +18,11 @@ class ApiKeyMiddleware:
         self,
         app: ASGIApp,
         api_key: str,
-        open_paths: frozenset[str] = OPEN_PATHS,
+        open_paths: frozenset[str] = PROBE_PATHS,
         open_prefixes: tuple[str, ...] = (),
     ) -> None:
+        if not api_key:  # an empty key would let an empty header in (settings map "" to None)
+            raise ValueError("the API key must not be empty")
         self.app = app
         self.key = api_key.encode()
         self.open_paths, self.open_prefixes = open_paths, open_prefixes

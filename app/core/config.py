@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -25,6 +25,19 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=1, le=64)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = True
+    warm_up_in_background: bool = Field(
+        True,
+        description="Build and warm the engines after the server listens: /health answers at "
+        "once and /ready says what is still loading. False: before it listens (tests, scripts).",
+    )
+    drain_seconds: float = Field(
+        20.0,
+        ge=0,
+        le=3600,
+        description="On SIGTERM/SIGINT: /ready turns 503, new requests get 503 + Retry-After, "
+        "and requests in flight get this long to finish before they are cut. Keep it below the "
+        "orchestrator's grace period (Kubernetes: 30 s) less any preStop delay.",
+    )
 
     # Limits
     max_body_bytes: int = Field(
@@ -117,6 +130,20 @@ class Settings(BaseSettings):
         "(header X-API-Key or Authorization: Bearer).",
     )
     cors_origins: tuple[str, ...] = Field((), description="Origins allowed by CORS; none: off.")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _empty_means_off(cls, value: object, info: ValidationInfo) -> object:
+        """An optional setting (a secret, a path) given as ``""`` (what ``${VAR:-}`` in a compose
+        file passes for an unset variable) is None: off. Blanks only are refused, not guessed."""
+        if type(None) not in get_args(cls.model_fields[info.field_name].annotation):
+            return value
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(raw, str) and not raw.strip():
+            if raw:
+                raise ValueError("is blank (whitespace only): unset it or give a real value")
+            return None
+        return value
 
     @model_validator(mode="after")
     def _check_limits(self) -> Settings:

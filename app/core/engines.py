@@ -30,6 +30,10 @@ class EngineRegistry:
         self._objects: dict[str, Any] = {}
         self.status: dict[str, EngineStatus] = {}
 
+    def expect(self, name: str, *, required: bool = True) -> None:
+        """Announce an engine before it is built, so that readiness names it as waiting."""
+        self.status[name] = EngineStatus(name=name, required=required, detail="waiting")
+
     def build(self, name: str, builder: Callable[[], Any], *, required: bool = True) -> Any:
         status = EngineStatus(name=name, required=required, detail="loading")
         self.status[name] = status
@@ -51,6 +55,11 @@ class EngineRegistry:
 
     def get(self, name: str) -> Any | None:
         return self._objects.get(name)
+
+    @property
+    def loading(self) -> list[str]:
+        """Engines announced or being built, not yet loaded nor failed."""
+        return [n for n, s in self.status.items() if s.detail in ("waiting", "loading")]
 
     @property
     def ready(self) -> bool:

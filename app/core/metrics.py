@@ -9,6 +9,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -24,6 +25,33 @@ LATENCY = Histogram(
 )
 ITEMS = Counter(
     "homography_items_total", "Items processed (homographies solved, poses scored).", ["endpoint"]
+)
+
+# Load and lifecycle: what the autoscaler and the dashboards read. Gauges are summed over the
+# live worker processes in multiprocess mode.
+IN_FLIGHT = Gauge(
+    "homography_requests_in_flight",
+    "Requests admitted and not yet answered (probes and /metrics excluded).",
+    multiprocess_mode="livesum",
+)
+REFUSED = Counter(
+    "homography_requests_refused_total",
+    "Requests answered 503 before any work: the service was starting, draining or failed.",
+    ["reason"],
+)
+for _reason in ("starting", "draining", "failed"):  # exported at 0 from the start
+    REFUSED.labels(_reason)
+READY = Gauge(
+    "homography_ready", "1 while the service admits work, else 0.", multiprocess_mode="livemin"
+)
+STARTUP_SECONDS = Gauge(
+    "homography_startup_seconds",
+    "Seconds from the start of the lifespan (the server is listening) to ready.",
+    multiprocess_mode="max",
+)
+DRAIN_CUT = Counter(
+    "homography_drain_cut_requests_total",
+    "Requests still running when the shutdown drain bound passed (answered 503).",
 )
 
 

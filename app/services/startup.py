@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
 from functools import partial
+from typing import Any, NamedTuple
 
 from app.core.config import Settings
 from app.core.engines import EngineRegistry
@@ -18,30 +21,55 @@ ESTIMATOR = "homographynet"
 CLASSIFICATION_ESTIMATOR = "homographynet_classification"
 
 
-def build_engines(engines: EngineRegistry, settings: Settings) -> None:
-    """Build and warm every engine; optional ones report why they are absent."""
-    from app.geometry.warmup import warm_up_solvers
-    from app.services import estimate
+class EngineSpec(NamedTuple):
+    name: str
+    builder: Callable[[], Any]
+    required: bool
 
-    engines.build(SOLVERS, warm_up_solvers, required=True)
-    # /refine: the photometric aligner (optional: /refine still runs on CPU without it)
-    from app.services.refine import build_aligner
 
-    engines.build(ALIGNER, partial(build_aligner, settings), required=False)
-    # /estimate: a model file that is present must load (sha256 checked) before /ready; an
-    # absent one leaves /estimate answering 503 and /ready naming the missing file.
-    engines.build(
-        ESTIMATOR,
-        partial(estimate.build_estimator, settings.model_path, settings),
-        required=settings.model_path.exists(),
-    )
+def engine_plan(settings: Settings) -> list[EngineSpec]:
+    """Every engine to build, in order; optional ones report why they are absent. Cheap: the
+    builders import the numerical stack when called."""
+
+    def solvers() -> Any:
+        from app.geometry.warmup import warm_up_solvers
+
+        return warm_up_solvers()
+
+    def aligner() -> Any:
+        from app.services.refine import build_aligner
+
+        return build_aligner(settings)
+
+    def estimator(path: Any) -> Any:
+        from app.services.estimate import build_estimator
+
+        return build_estimator(path, settings)
+
+    plan = [
+        EngineSpec(SOLVERS, solvers, True),
+        # /refine: the photometric aligner (optional: /refine still runs on CPU without it)
+        EngineSpec(ALIGNER, aligner, False),
+        # /estimate: a model file that is present must load (sha256 checked) before /ready; an
+        # absent one leaves /estimate answering 503 and /ready naming the missing file.
+        EngineSpec(
+            ESTIMATOR, partial(estimator, settings.model_path), settings.model_path.exists()
+        ),
+    ]
     cls_path = settings.classification_model_path
     if cls_path is not None:
-        engines.build(
-            CLASSIFICATION_ESTIMATOR,
-            partial(estimate.build_estimator, cls_path, settings),
-            required=cls_path.exists(),
+        plan.append(
+            EngineSpec(CLASSIFICATION_ESTIMATOR, partial(estimator, cls_path), cls_path.exists())
         )
+    return plan
+
+
+def build_engines(engines: EngineRegistry, plan: list[EngineSpec]) -> None:
+    """Build and warm every engine of ``plan`` (blocking: run it off the event loop)."""
+    for spec in plan:
+        engines.expect(spec.name, required=spec.required)
+    for spec in plan:
+        engines.build(spec.name, spec.builder, required=spec.required)
 
 
 @asynccontextmanager
@@ -59,3 +87,33 @@ async def run_engines(engines: EngineRegistry) -> AsyncIterator[None]:
     finally:
         for obj in reversed(started):
             await obj.stop()
+
+
+async def in_daemon_thread(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` in a daemon thread of its own, awaited without blocking the event loop.
+
+    Not the loop's default executor: a shutdown waits for that executor's threads, and a stop
+    (SIGTERM) during a long first compilation must not wait for it to finish."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[Any] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if done.cancelled():
+            return
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(result)
+
+    def run() -> None:
+        try:
+            result, error = fn(*args), None
+        except BaseException as exc:
+            result, error = None, exc
+        with suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(
+        target=run, name=f"startup-{getattr(fn, '__name__', 'task')}", daemon=True
+    ).start()
+    return await done

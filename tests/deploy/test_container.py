@@ -4,6 +4,8 @@ settings they pass to the service."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -12,12 +14,15 @@ from pathlib import Path
 
 import pytest
 import yaml
+from fastapi.testclient import TestClient
 
 from app.core.config import Settings
+from app.main import create_app
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILES = sorted((ROOT / "docker").glob("Dockerfile*"))
 BIN = Path(sys.executable).parent
+SOLVE = {"src": [[[0, 0], [1, 0], [1, 1], [0, 1]]], "dst": [[[0, 0], [2, 0], [2, 2], [0, 2]]]}
 
 
 def _tool(name: str) -> str:
@@ -96,6 +101,50 @@ def test_compose_gpu_replicas_behind_a_load_balancer(compose):
     lb = compose["services"]["lb"]
     assert lb["depends_on"]["api"]["condition"] == "service_healthy"
     assert set(api["environment"]) <= _setting_env_names()
+
+
+def _rendered_api_environment(**env: str) -> dict[str, str]:
+    """The api service's environment as Compose interpolates it (``${HOMOGRAPHY_API_KEY:-}``
+    and the like) from ``env`` alone."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("HOMOGRAPHY_")}
+    r = subprocess.run(
+        [_compose_binary(), "-f", str(ROOT / "docker-compose.yml"), "config", "--format", "json"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**base, **env},
+        check=True,
+    )
+    return json.loads(r.stdout)["services"]["api"]["environment"]
+
+
+@pytest.mark.parametrize("key", [None, "s3cret"], ids=["unset", "set"])
+def test_compose_api_key_unset_means_open_and_set_means_required(key, monkeypatch):
+    rendered = _rendered_api_environment(**({"HOMOGRAPHY_API_KEY": key} if key else {}))
+    assert rendered["HOMOGRAPHY_API_KEY"] == (key or "")  # the compose file's exact form
+    for name in [k for k in os.environ if k.startswith("HOMOGRAPHY_")]:
+        monkeypatch.delenv(name)
+    for name, value in rendered.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings(log_json=False, log_level="warning", warm_up_in_background=False)
+    with TestClient(create_app(settings)) as client:
+        bare = client.post("/solve", json=SOLVE)
+        empty = client.post("/solve", json=SOLVE, headers={"x-api-key": ""})
+        if key is None:
+            assert settings.api_key is None
+            assert bare.status_code == 200 and empty.status_code == 200
+        else:
+            assert bare.status_code == 401 and empty.status_code == 401
+            ok = client.post("/solve", json=SOLVE, headers={"x-api-key": key})
+            assert ok.status_code == 200
+
+
+def test_compose_stops_after_the_drain(compose):
+    """The stop grace period leaves room for the drain bound (and the cut answers)."""
+    api = compose["services"]["api"]
+    grace = int(api["stop_grace_period"].removesuffix("s"))
+    drain = float(api["environment"].get("HOMOGRAPHY_DRAIN_SECONDS", Settings().drain_seconds))
+    assert drain + 5 <= grace
 
 
 def test_nginx_admits_the_largest_body():

@@ -549,10 +549,10 @@ async function checkServer() {
     const resp = await fetch("/ready");
     const body = await resp.json();
     pill.className = `pill ${resp.ok ? "pill-ok" : "pill-warn"}`;
-    pill.textContent = resp.ok ? "ready" : "starting";
+    pill.textContent = resp.ok ? "ready" : body.phase || "starting";  // draining, failed
     pill.title = Object.entries(body.engines || {})
       .map(([name, e]) => `${name}: ${e.ready ? "ready" : e.detail}`).join("\n");
-    if (!resp.ok) setTimeout(checkServer, 3000);
+    if (!resp.ok && body.phase !== "failed") setTimeout(checkServer, 3000);
   } catch {
     pill.className = "pill pill-bad";
     pill.textContent = "unreachable";
