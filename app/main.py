@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app import __version__
+from app.api.admission import AdmissionMiddleware
 from app.api.errors import install_error_handlers
 from app.api.middleware import BodyLimitMiddleware, ObservabilityMiddleware
 from app.api.router import api_router
@@ -16,6 +17,7 @@ from app.api.security import ApiKeyMiddleware
 from app.core.config import Settings, get_settings
 from app.core.engines import EngineRegistry
 from app.core.logging import configure_logging
+from app.services.admission import Admission, limits_from_settings
 from app.services.startup import build_engines, run_engines
 
 DESCRIPTION = """
@@ -31,6 +33,7 @@ top-left, top-right, bottom-right, bottom-left.
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_json)
+    admission = Admission(limits_from_settings(settings))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -39,8 +42,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
             torch.set_num_threads(settings.torch_threads)
         build_engines(app.state.engines, settings)
-        async with run_engines(app.state.engines):  # background workers, stopped on shutdown
-            yield
+        try:
+            async with run_engines(app.state.engines):  # background workers, stopped on shutdown
+                yield
+        finally:
+            admission.shutdown()
 
     app = FastAPI(
         title="homography-service",
@@ -50,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engines = EngineRegistry()
+    app.state.admission = admission
     install_error_handlers(app)
     app.include_router(api_router)
     app.add_middleware(
@@ -57,6 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_bytes=settings.max_body_bytes,
         max_json_bytes=settings.max_json_body_bytes,
     )
+    # outside the body limit, inside the API key check: unauthenticated floods take no slot
+    app.add_middleware(AdmissionMiddleware, admission=admission)
     if settings.api_key is not None:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key.get_secret_value())
     if settings.cors_origins:

@@ -28,7 +28,13 @@ def configure_logging(level: str = "info", json: bool = True) -> None:
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                # exc_info (ours, or a stdlib record's such as uvicorn's) -> the formatted
+                # traceback under "exception", never the repr of a traceback object
+                structlog.processors.format_exc_info,
+                renderer,
+            ],
         )
     )
     root = logging.getLogger()

@@ -13,6 +13,7 @@ from app.core.engines import EngineRegistry
 # estimators (settings.model_path and settings.classification_model_path); routes get them
 # through app.api.deps
 SOLVERS = "solvers"
+PARSERS = "parsers"
 ALIGNER = "aligner"
 ESTIMATOR = "homographynet"
 CLASSIFICATION_ESTIMATOR = "homographynet_classification"
@@ -24,6 +25,7 @@ def build_engines(engines: EngineRegistry, settings: Settings) -> None:
     from app.services import estimate
 
     engines.build(SOLVERS, warm_up_solvers, required=True)
+    engines.build(PARSERS, warm_up_parsers, required=True)
     # /refine: the photometric aligner (optional: /refine still runs on CPU without it)
     from app.services.refine import build_aligner
 
@@ -42,6 +44,20 @@ def build_engines(engines: EngineRegistry, settings: Settings) -> None:
             partial(estimate.build_estimator, cls_path, settings),
             required=cls_path.exists(),
         )
+
+
+class Parsers:
+    """Marker object for the readiness report: the request pre-scanners are compiled."""
+
+    def __init__(self) -> None:
+        self.info = {"json_scan": "numba nogil"}
+
+
+def warm_up_parsers() -> Parsers:
+    from app.services.json_scan import warm_up
+
+    warm_up()
+    return Parsers()
 
 
 @asynccontextmanager

@@ -10,9 +10,10 @@ from pydantic import BaseModel
 
 from app import __version__
 from app.api.deps import EnginesDep
+from app.api.routing import CheckedRoute
 from app.core.metrics import render_latest
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], route_class=CheckedRoute)
 
 
 class Health(BaseModel):

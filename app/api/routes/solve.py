@@ -7,14 +7,16 @@ from typing import Annotated, Literal
 
 import numpy as np
 from fastapi import APIRouter, Query, Request, Response
-from starlette.concurrency import run_in_threadpool
 
+from app.api.bodies import read_body
 from app.api.deps import SettingsDep
-from app.api.responses import ChunkedResponse
+from app.api.responses import ChunkedResponse, json_response
+from app.api.routing import CheckedRoute
 from app.api.schemas.solve import SolveRequest, SolveResponse
-from app.core.errors import DomainError
+from app.core.config import Settings
 from app.core.metrics import ITEMS
 from app.geometry.reasons import describe
+from app.services.admission import offload
 from app.services.arrays import npz_chunks
 from app.services.solve import (
     RansacOptions,
@@ -26,7 +28,7 @@ from app.services.solve import (
     solve_robust,
 )
 
-router = APIRouter(tags=["solve"])
+router = APIRouter(tags=["solve"], route_class=CheckedRoute)
 
 NPZ_DOC = """Binary batch path for large batches (1,000,000 items in one request).
 
@@ -41,7 +43,8 @@ Reason codes: 1 non_finite_input, 2 repeated_source_point, 3 collinear_source,
 8 singular_system."""
 
 
-def _run_json(req: SolveRequest) -> SolveOutput:
+def _run_json(req: SolveRequest, settings: Settings) -> SolveOutput:
+    check_point_lists(req.src, req.dst, req.method, req.robust, settings)
     dtype = np.float32 if req.dtype == "float32" else np.float64
     if req.robust:
         opts = RansacOptions(**req.ransac.model_dump())
@@ -66,14 +69,18 @@ def _run_json(req: SolveRequest) -> SolveOutput:
         422: {"description": "Wrong shapes, too few points, non-numeric values, batch too large"},
     },
 )
-async def solve(req: SolveRequest, settings: SettingsDep) -> SolveResponse:
+async def solve(req: SolveRequest, settings: SettingsDep) -> Response:
     """Solve B items at once. ``aca`` (default) and ``sks`` are exact 4-point solvers; ``dlt`` is
     the normalised least-squares fit for N >= 4; ``robust`` runs RANSAC (ACA hypotheses, MSAC
     score, seedable) and refits the inliers. Degenerate items come back with ``valid: false``,
     ``dst_H_src: null`` and a ``reason``; the rest of the batch is still solved."""
-    check_point_lists(req.src, req.dst, req.method, req.robust, settings)
+    return await offload(_answer_json, req, settings)
+
+
+def _answer_json(req: SolveRequest, settings: Settings) -> Response:
+    """Checks, solve and the serialised answer, all in the worker thread."""
     start = time.perf_counter()
-    out = await run_in_threadpool(_run_json, req)
+    out = _run_json(req, settings)
     elapsed = (time.perf_counter() - start) * 1e3
     ITEMS.labels("solve").inc(len(req.src))
     valid = out.valid
@@ -94,26 +101,7 @@ async def solve(req: SolveRequest, settings: SettingsDep) -> SolveResponse:
         resp.rms_error = [
             float(e) if v else None for e, v in zip(out.rms_error, valid.tolist(), strict=True)
         ]
-    return resp
-
-
-async def read_body(request: Request) -> bytes | np.ndarray:
-    """The request body, copied once into a buffer sized from Content-Length when it is given
-    (Starlette's ``body()`` keeps every chunk and joins them: a second full copy)."""
-    length = request.headers.get("content-length")
-    if length is None or not length.isdigit():
-        return await request.body()
-    buf = np.empty(int(length), np.uint8)  # not zero-filled: every byte is written below
-    pos = 0
-    async for chunk in request.stream():
-        end = pos + len(chunk)
-        if end > len(buf):
-            raise DomainError("body is longer than its Content-Length", "malformed", "body")
-        buf[pos:end] = np.frombuffer(chunk, np.uint8)
-        pos = end
-    if pos != len(buf):
-        raise DomainError(f"body ended after {pos} of {len(buf)} bytes", "malformed", "body")
-    return buf
+    return json_response(resp)
 
 
 @router.post(
@@ -151,24 +139,24 @@ async def solve_batch(
     ] = "input",
 ) -> Response:
     body = await read_body(request)
-    src, dst = arrays_from_body(body, settings)
-    if dtype == "input":
-        out_dtype = np.float32 if src.dtype == np.float32 else np.float64
-    else:
-        out_dtype = np.float32 if dtype == "float32" else np.float64
 
-    def work() -> tuple[list[bytes | memoryview], int, int]:
+    def work() -> tuple[list[bytes | memoryview], int, int, int]:
+        src, dst = arrays_from_body(body, settings)  # inflates and checks CRCs: off the loop
+        if dtype == "input":
+            out_dtype = np.float32 if src.dtype == np.float32 else np.float64
+        else:
+            out_dtype = np.float32 if dtype == "float32" else np.float64
         out = solve_minimal(src, dst, method, normalize, out_dtype)
         valid = out.valid
         arrays = {"dst_H_src": out.dst_H_src, "valid": valid, "reason": out.reason}
         chunks, length = npz_chunks(arrays)
-        return chunks, length, int(valid.sum())
+        return chunks, length, len(valid), int(valid.sum())
 
-    chunks, length, valid_count = await run_in_threadpool(work)
-    ITEMS.labels("solve").inc(src.shape[0])
+    chunks, length, count, valid_count = await offload(work)
+    ITEMS.labels("solve").inc(count)
     return ChunkedResponse(
         chunks,
         length,
         media_type="application/x-npz",
-        headers={"X-Count": str(src.shape[0]), "X-Valid-Count": str(valid_count)},
+        headers={"X-Count": str(count), "X-Valid-Count": str(valid_count)},
     )

@@ -1,0 +1,57 @@
+"""The ASGI side of admission control: which endpoint class a path belongs to, and a middleware
+that runs each request of a class inside one of its slots (``app.services.admission``) or
+answers 503 with ``Retry-After`` at once. Probes, metrics and the docs belong to no class and are
+never held back."""
+
+from __future__ import annotations
+
+import math
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.api.middleware import send_json_error
+from app.services.admission import Admission, OverloadedError
+
+__all__ = ["ENDPOINT_CLASSES", "AdmissionMiddleware"]
+
+ENDPOINT_CLASSES: dict[str, str] = {
+    "/estimate": "estimate",
+    "/estimate/json": "estimate",
+    "/refine": "refine",
+    "/refine/json": "refine",
+    "/solve": "solve",
+    "/solve/batch": "solve_batch",
+    "/pose-loss": "pose_loss",
+}
+
+
+def _has_body(scope: Scope) -> bool:
+    for name, value in scope.get("headers") or ():
+        if name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0"):
+            return True
+    return False
+
+
+class AdmissionMiddleware:
+    """Admit each request of an endpoint class for its whole life, or shed it with 503."""
+
+    def __init__(self, app: ASGIApp, admission: Admission) -> None:
+        self.app, self.admission = app, admission
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        name = ENDPOINT_CLASSES.get(scope.get("path", "")) if scope["type"] == "http" else None
+        if name is None:
+            await self.app(scope, receive, send)
+            return
+        admitted = False
+        try:
+            async with self.admission.slot(name):
+                admitted = True
+                await self.app(scope, receive, send)
+        except OverloadedError as exc:
+            if admitted:  # not ours: raised by the request's own work
+                raise
+            headers = [(b"retry-after", str(math.ceil(exc.retry_after or 1)).encode())]
+            if _has_body(scope):  # the body is not read: do not keep the connection for it
+                headers.append((b"connection", b"close"))
+            await send_json_error(send, 503, exc.message, tuple(headers))

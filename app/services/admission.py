@@ -1,0 +1,234 @@
+"""Admission control per endpoint class, and the worker threads each class runs its CPU work on.
+
+A request of a class (``estimate``, ``refine``, ``solve``, ``solve_batch``, ``pose_loss``) is
+admitted for its whole life (body, parsing, work, answer) when fewer than ``max_in_flight`` of its
+class are in flight; otherwise it waits, first come first served, at most ``max_wait_s`` and only
+while fewer than ``max_waiting`` wait. Past that it is refused at once with
+:class:`OverloadedError` (``unavailable``, with a ``retry_after`` derived from the class's
+measured service time), so that latency stays bounded instead of queueing without end.
+
+Each class owns its :class:`~concurrent.futures.ThreadPoolExecutor`: :func:`offload` runs a
+function on the executor of the class the current request was admitted to, so a flood of one
+class queues behind its own threads and never takes another's. No HTTP here (the ASGI side is
+``app.api.admission``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import functools
+import math
+import os
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
+
+from app.core.config import Settings
+from app.core.errors import DomainError
+
+__all__ = [
+    "Admission",
+    "ClassLimits",
+    "Gate",
+    "OverloadedError",
+    "default_limits",
+    "limits_from_settings",
+    "offload",
+]
+
+T = TypeVar("T")
+
+_current: contextvars.ContextVar[Gate | None] = contextvars.ContextVar(
+    "admission_gate", default=None
+)
+
+
+class OverloadedError(DomainError):
+    """The class is at its in-flight and waiting bounds (or the wait ran out)."""
+
+    def __init__(self, name: str, retry_after: float, why: str) -> None:
+        super().__init__(
+            f"{name} is overloaded ({why}); retry in {math.ceil(retry_after)} s",
+            "unavailable",
+            retry_after=retry_after,
+        )
+        self.endpoint_class = name
+
+
+@dataclass(frozen=True)
+class ClassLimits:
+    """``max_in_flight`` requests run at once, ``max_waiting`` more wait at most ``max_wait_s``;
+    ``threads`` run the class's CPU work (default: ``max_in_flight``)."""
+
+    max_in_flight: int
+    max_waiting: int
+    max_wait_s: float
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_in_flight < 1 or self.max_waiting < 0 or self.max_wait_s < 0:
+            raise ValueError("need max_in_flight >= 1, max_waiting >= 0, max_wait_s >= 0")
+
+
+def default_limits(cpus: int | None = None) -> dict[str, ClassLimits]:
+    """Limits sized to the machine: the long CPU-bound classes (refine, estimate) get about the
+    cores there are, so that an accepted request's latency stays near its unloaded latency; the
+    cheap classes get more room. ``estimate`` admits enough requests to fill a micro-batch."""
+    n = max(1, cpus or os.cpu_count() or 1)
+    return {
+        "estimate": ClassLimits(max_in_flight=2 * n, max_waiting=4 * n, max_wait_s=0.25, threads=n),
+        "refine": ClassLimits(max_in_flight=max(1, n // 2), max_waiting=n, max_wait_s=1.0),
+        "solve": ClassLimits(max_in_flight=2 * n, max_waiting=8 * n, max_wait_s=0.25, threads=n),
+        "solve_batch": ClassLimits(max_in_flight=1, max_waiting=2, max_wait_s=2.0),
+        "pose_loss": ClassLimits(
+            max_in_flight=2 * n, max_waiting=8 * n, max_wait_s=0.25, threads=n
+        ),
+    }
+
+
+def limits_from_settings(settings: Settings) -> dict[str, ClassLimits]:
+    """:func:`default_limits` for ``settings.admission_cpus`` (0: this machine's), with the
+    overrides of ``settings.admission`` applied field by field."""
+    limits = default_limits(settings.admission_cpus or None)
+    for name, override in settings.admission.items():
+        changes = {k: v for k, v in override.model_dump().items() if v is not None}
+        limits[name] = replace(limits[name], **changes)
+    return limits
+
+
+@dataclass
+class GateStats:
+    admitted: int = 0
+    shed: int = 0
+    timed_out: int = 0
+    service_s: float = 0.0  # exponential average of admitted requests' service time
+
+
+@dataclass
+class Gate:
+    """One endpoint class: its bounds, its executor and its measurements."""
+
+    name: str
+    limits: ClassLimits
+    stats: GateStats = field(default_factory=GateStats)
+
+    def __post_init__(self) -> None:
+        self.in_flight = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self.executor = ThreadPoolExecutor(
+            max_workers=self.limits.threads or self.limits.max_in_flight,
+            thread_name_prefix=f"work-{self.name}",
+        )
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    def retry_after(self) -> float:
+        """Seconds after which the backlog should have drained: the measured service time
+        times the queue ahead over the slots (at least 1 s)."""
+        ahead = self.in_flight + len(self._waiters) + 1
+        service = self.stats.service_s or 1.0
+        return max(1.0, service * ahead / self.limits.max_in_flight)
+
+    def _refuse(self, why: str) -> OverloadedError:
+        self.stats.shed += 1
+        return OverloadedError(self.name, self.retry_after(), why)
+
+    async def acquire(self) -> None:
+        """Take a slot: at once, or after a bounded wait; :class:`OverloadedError` otherwise."""
+        if self.in_flight < self.limits.max_in_flight and not self._waiters:
+            self.in_flight += 1
+            self.stats.admitted += 1
+            return
+        if len(self._waiters) >= self.limits.max_waiting or self.limits.max_wait_s <= 0:
+            raise self._refuse(f"{self.in_flight} in flight, {len(self._waiters)} waiting")
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), self.limits.max_wait_s)
+        except asyncio.TimeoutError:
+            if waiter.done() and not waiter.cancelled():  # granted just as the wait ran out
+                self.stats.admitted += 1
+                return
+            waiter.cancel()
+            self.stats.timed_out += 1
+            raise self._refuse(f"no slot within {self.limits.max_wait_s:g} s") from None
+        except BaseException:  # the client went away while waiting
+            if waiter.done() and not waiter.cancelled():
+                self.release(None)  # the slot was handed over: pass it on
+            else:
+                waiter.cancel()
+            raise
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+        self.stats.admitted += 1
+
+    def release(self, seconds: float | None) -> None:
+        """Free a slot (hand it to the oldest live waiter); ``seconds``: the request's service
+        time, folded into the average that :meth:`retry_after` uses."""
+        if seconds is not None:
+            s = self.stats
+            s.service_s = seconds if not s.service_s else 0.8 * s.service_s + 0.2 * seconds
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot passes to it: in_flight unchanged
+                return
+        self.in_flight -= 1
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "max_in_flight": self.limits.max_in_flight,
+            "max_waiting": self.limits.max_waiting,
+            "max_wait_s": self.limits.max_wait_s,
+            "threads": self.executor._max_workers,
+            "in_flight": self.in_flight,
+            "waiting": self.waiting,
+            "admitted": self.stats.admitted,
+            "shed": self.stats.shed,
+            "service_ms": round(self.stats.service_s * 1e3, 3),
+        }
+
+
+class Admission:
+    """The gates of every endpoint class, built once per app."""
+
+    def __init__(self, limits: dict[str, ClassLimits]) -> None:
+        self.gates = {name: Gate(name, lim) for name, lim in limits.items()}
+
+    def __getitem__(self, name: str) -> Gate:
+        return self.gates[name]
+
+    @contextlib.asynccontextmanager
+    async def slot(self, name: str) -> AsyncIterator[Gate]:
+        """Hold a slot of class ``name`` for the block (:class:`OverloadedError` on entry when
+        none is to be had), with :func:`offload` directed to that class's executor."""
+        gate = self.gates[name]
+        await gate.acquire()
+        token = _current.set(gate)
+        start = time.perf_counter()
+        try:
+            yield gate
+        finally:
+            _current.reset(token)
+            gate.release(time.perf_counter() - start)
+
+    def shutdown(self) -> None:
+        for gate in self.gates.values():
+            gate.executor.shutdown(wait=False, cancel_futures=True)
+
+
+async def offload(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)`` on the current request class's threads (the event loop's default
+    executor outside a request), context variables carried over, as :func:`asyncio.to_thread`."""
+    gate = _current.get()
+    loop = asyncio.get_running_loop()
+    call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+    return await loop.run_in_executor(None if gate is None else gate.executor, call)
