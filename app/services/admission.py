@@ -120,10 +120,26 @@ class Gate:
     def __post_init__(self) -> None:
         self.in_flight = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
-        self.executor = ThreadPoolExecutor(
-            max_workers=self.limits.threads or self.limits.max_in_flight,
-            thread_name_prefix=f"work-{self.name}",
-        )
+        self._executor: ThreadPoolExecutor | None = None
+
+    @property
+    def threads(self) -> int:
+        return self.limits.threads or self.limits.max_in_flight
+
+    @property
+    def executor(self) -> ThreadPoolExecutor:
+        """The class's worker threads (started on first use, again after :meth:`shutdown`)."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(
+                max_workers=self.threads, thread_name_prefix=f"work-{self.name}"
+            )
+        return self._executor
+
+    def shutdown(self) -> None:
+        """Stop the threads (queued work is cancelled); a later request starts new ones."""
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
 
     @property
     def waiting(self) -> int:
@@ -188,7 +204,7 @@ class Gate:
             "max_in_flight": self.limits.max_in_flight,
             "max_waiting": self.limits.max_waiting,
             "max_wait_s": self.limits.max_wait_s,
-            "threads": self.executor._max_workers,
+            "threads": self.threads,
             "in_flight": self.in_flight,
             "waiting": self.waiting,
             "admitted": self.stats.admitted,
@@ -222,7 +238,7 @@ class Admission:
 
     def shutdown(self) -> None:
         for gate in self.gates.values():
-            gate.executor.shutdown(wait=False, cancel_futures=True)
+            gate.shutdown()
 
 
 async def offload(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
