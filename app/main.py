@@ -33,7 +33,7 @@ top-left, top-right, bottom-right, bottom-left.
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_json)
-    admission = Admission(limits_from_settings(settings))
+    admission = Admission(limits_from_settings(settings), settings.admission_max_loop_lag_ms / 1e3)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -42,11 +42,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
             torch.set_num_threads(settings.torch_threads)
         build_engines(app.state.engines, settings)
+        admission.start()
         try:
             async with run_engines(app.state.engines):  # background workers, stopped on shutdown
                 yield
         finally:
-            admission.shutdown()
+            await admission.stop()
 
     app = FastAPI(
         title="homography-service",

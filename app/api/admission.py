@@ -25,10 +25,16 @@ ENDPOINT_CLASSES: dict[str, str] = {
 }
 
 
-def _has_body(scope: Scope) -> bool:
+_SMALL_BODY = 64 * 1024
+
+
+def _large_body(scope: Scope) -> bool:
+    """A chunked body, or one over 64 KiB: not worth receiving just to discard it."""
     for name, value in scope.get("headers") or ():
-        if name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0"):
+        if name == b"transfer-encoding":
             return True
+        if name == b"content-length":
+            return not value.strip().isdigit() or int(value) > _SMALL_BODY
     return False
 
 
@@ -52,6 +58,8 @@ class AdmissionMiddleware:
             if admitted:  # not ours: raised by the request's own work
                 raise
             headers = [(b"retry-after", str(math.ceil(exc.retry_after or 1)).encode())]
-            if _has_body(scope):  # the body is not read: do not keep the connection for it
-                headers.append((b"connection", b"close"))
+            if _large_body(scope):  # unread: close rather than receive it (a small one the
+                headers.append(
+                    (b"connection", b"close")
+                )  # server discards, keeping the connection)
             await send_json_error(send, 503, exc.message, tuple(headers))

@@ -123,6 +123,13 @@ class Settings(BaseSettings):
 
     # Admission control (app.services.admission): per endpoint class (estimate, refine, solve,
     # solve_batch, pose_loss) requests in flight, waiting, longest wait and worker threads
+    admission_max_loop_lag_ms: float = Field(
+        50.0,
+        gt=0,
+        le=60_000,
+        description="Shed requests of every class while the event loop runs this late (ms), so "
+        "that probes and light requests stay fast when cheap requests saturate it.",
+    )
     admission_cpus: int = Field(
         0, ge=0, le=1024, description="CPUs the default admission limits are sized for; 0: all."
     )

@@ -101,6 +101,37 @@ def limits_from_settings(settings: Settings) -> dict[str, ClassLimits]:
     return limits
 
 
+class LoopLag:
+    """How far behind the event loop runs: a timer every ``interval`` seconds notes how late it
+    fires; ``lag`` is the average of that over about 20 samples (seconds), so that one late
+    timer (a busy host, a pause) is not taken for a backlog. A loop saturated by cheap requests
+    (parsing, answering, shedding) shows it first, before any class reaches its bounds."""
+
+    def __init__(self, interval: float = 0.01) -> None:
+        self.interval, self.lag = interval, 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            t = loop.time()
+            await asyncio.sleep(self.interval)
+            late = max(0.0, loop.time() - t - self.interval)
+            self.lag = 0.95 * self.lag + 0.05 * late
+
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._watch(), name="loop-lag")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.lag = 0.0
+
+
 @dataclass
 class GateStats:
     admitted: int = 0
@@ -116,6 +147,8 @@ class Gate:
     name: str
     limits: ClassLimits
     stats: GateStats = field(default_factory=GateStats)
+    loop: LoopLag | None = None
+    max_loop_lag_s: float = math.inf
 
     def __post_init__(self) -> None:
         self.in_flight = 0
@@ -157,7 +190,14 @@ class Gate:
         return OverloadedError(self.name, self.retry_after(), why)
 
     async def acquire(self) -> None:
-        """Take a slot: at once, or after a bounded wait; :class:`OverloadedError` otherwise."""
+        """Take a slot: at once, or after a bounded wait; :class:`OverloadedError` otherwise,
+        and at once whatever the slots while the event loop lags more than ``max_loop_lag_s``
+        (so that probes and the other classes keep being answered)."""
+        if self.loop is not None and self.loop.lag > self.max_loop_lag_s:
+            self.stats.shed += 1
+            raise OverloadedError(
+                self.name, 1.0, f"the server is {self.loop.lag * 1e3:.0f} ms behind"
+            )
         if self.in_flight < self.limits.max_in_flight and not self._waiters:
             self.in_flight += 1
             self.stats.admitted += 1
@@ -216,8 +256,16 @@ class Gate:
 class Admission:
     """The gates of every endpoint class, built once per app."""
 
-    def __init__(self, limits: dict[str, ClassLimits]) -> None:
-        self.gates = {name: Gate(name, lim) for name, lim in limits.items()}
+    def __init__(self, limits: dict[str, ClassLimits], max_loop_lag_s: float = math.inf) -> None:
+        self.loop = LoopLag()
+        self.gates = {
+            name: Gate(name, lim, loop=self.loop, max_loop_lag_s=max_loop_lag_s)
+            for name, lim in limits.items()
+        }
+
+    def start(self) -> None:
+        """Start watching the running event loop (app lifespan)."""
+        self.loop.start()
 
     def __getitem__(self, name: str) -> Gate:
         return self.gates[name]
@@ -235,6 +283,11 @@ class Admission:
         finally:
             _current.reset(token)
             gate.release(time.perf_counter() - start)
+
+    async def stop(self) -> None:
+        """Stop the loop watch and every class's threads."""
+        await self.loop.stop()
+        self.shutdown()
 
     def shutdown(self) -> None:
         for gate in self.gates.values():

@@ -14,6 +14,7 @@ from app.core.engines import EngineRegistry
 # through app.api.deps
 SOLVERS = "solvers"
 PARSERS = "parsers"
+POSE_LOSS = "pose_loss"
 ALIGNER = "aligner"
 ESTIMATOR = "homographynet"
 CLASSIFICATION_ESTIMATOR = "homographynet_classification"
@@ -26,6 +27,9 @@ def build_engines(engines: EngineRegistry, settings: Settings) -> None:
 
     engines.build(SOLVERS, warm_up_solvers, required=True)
     engines.build(PARSERS, warm_up_parsers, required=True)
+    from app.services.pose_loss import warm_up_pose_loss
+
+    engines.build(POSE_LOSS, partial(warm_up_pose_loss, settings), required=True)
     # /refine: the photometric aligner (optional: /refine still runs on CPU without it)
     from app.services.refine import build_aligner
 
