@@ -10,6 +10,7 @@ import math
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.middleware import send_json_error
+from app.core.metrics import SHED
 from app.services.admission import Admission, OverloadedError
 
 __all__ = ["ENDPOINT_CLASSES", "AdmissionMiddleware"]
@@ -57,6 +58,7 @@ class AdmissionMiddleware:
         except OverloadedError as exc:
             if admitted:  # not ours: raised by the request's own work
                 raise
+            SHED.labels(name).inc()
             headers = [(b"retry-after", str(math.ceil(exc.retry_after or 1)).encode())]
             if _large_body(scope):  # unread: close rather than receive it (a small one the
                 headers.append(

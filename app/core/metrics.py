@@ -22,6 +22,11 @@ LATENCY = Histogram(
     ["method", "route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+SHED = Counter(
+    "homography_shed_total",
+    "Requests answered 503 by admission control, by endpoint class.",
+    ["endpoint_class"],
+)
 ITEMS = Counter(
     "homography_items_total", "Items processed (homographies solved, poses scored).", ["endpoint"]
 )

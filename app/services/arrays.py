@@ -22,10 +22,10 @@ import io
 import math
 import struct
 import zipfile
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
+from zlib_ng import zlib_ng as zlib  # zlib's API; CRC-32 ~10x faster (PCLMUL), faster inflate
 
 from app.core.errors import DomainError
 

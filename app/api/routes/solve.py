@@ -14,6 +14,7 @@ from app.api.responses import ChunkedResponse, json_response
 from app.api.routing import CheckedRoute
 from app.api.schemas.solve import SolveRequest, SolveResponse
 from app.core.config import Settings
+from app.core.errors import DomainError
 from app.core.metrics import ITEMS
 from app.geometry.reasons import describe
 from app.services.admission import offload
@@ -35,7 +36,8 @@ NPZ_DOC = """Binary batch path for large batches (1,000,000 items in one request
 Body: a `.npz` with arrays `src` and `dst` of shape (B, 4, 2), or a `.npy` of shape (B, 2, 4, 2)
 (`[:, 0]` source, `[:, 1]` target); float32 or float64 (integers are converted to float64).
 Response: an uncompressed `.npz` with `dst_H_src` (B, 3, 3) in the output dtype (zeros where
-invalid), `valid` (B,) bool and `reason` (B,) uint8 codes (0 ok, see `reason_codes` below), readable
+invalid; (B, 8) without the constant H33 with `compact=true`), `valid` (B,) bool and `reason`
+(B,) uint8 codes (0 ok, see `reason_codes` below), readable
 with `np.load(io.BytesIO(body), allow_pickle=False)`. Headers `X-Count` and `X-Valid-Count`.
 
 Reason codes: 1 non_finite_input, 2 repeated_source_point, 3 collinear_source,
@@ -137,7 +139,18 @@ async def solve_batch(
     dtype: Annotated[
         Literal["input", "float64", "float32"], Query(description="Output dtype.")
     ] = "input",
+    compact: Annotated[
+        bool,
+        Query(
+            description="Answer dst_H_src as (B, 8): the first eight entries row-major, the "
+            "constant H33 = 1 left out (normalize=h33 only); with dtype=float32, 0.44x the bytes."
+        ),
+    ] = False,
 ) -> Response:
+    if compact and normalize != "h33":
+        raise DomainError(
+            "compact=true leaves out H33, which is 1 only with normalize=h33", "invalid", "compact"
+        )
     body = await read_body(request)
 
     def work() -> tuple[list[bytes | memoryview], int, int, int]:
@@ -148,7 +161,8 @@ async def solve_batch(
             out_dtype = np.float32 if dtype == "float32" else np.float64
         out = solve_minimal(src, dst, method, normalize, out_dtype)
         valid = out.valid
-        arrays = {"dst_H_src": out.dst_H_src, "valid": valid, "reason": out.reason}
+        H = out.dst_H_src.reshape(len(valid), 9)[:, :8] if compact else out.dst_H_src
+        arrays = {"dst_H_src": H, "valid": valid, "reason": out.reason}
         chunks, length = npz_chunks(arrays)
         return chunks, length, len(valid), int(valid.sum())
 
