@@ -2,7 +2,7 @@
 every operation of the app's own OpenAPI schema; fails on any 5xx (and on answers that break
 the declared schema). The request count comes from schemathesis' NDJSON event log.
 
-    .venv/bin/python bench/fuzz.py                       # -n 1000 per operation, >= 10,000 requests
+    .venv/bin/python bench/fuzz.py                       # -n 1500 per operation, >= 10,000 requests
     .venv/bin/python bench/fuzz.py --max-examples 100    # quicker
 
 CI runs the in-process twin of this (tests/api/test_fuzz.py, fewer examples).
@@ -48,7 +48,7 @@ def count_requests(ndjson: Path) -> tuple[int, collections.Counter]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--max-examples", type=int, default=1000)
+    ap.add_argument("--max-examples", type=int, default=1500)
     ap.add_argument("--seed", type=int, default=12)
     # 1: schemathesis on CPython 3.11 can hit gh-106905 (ast.parse in two threads) with more
     ap.add_argument("--workers", type=int, default=1)
