@@ -395,9 +395,10 @@ def fmt(v: float) -> str:
 
 async def main_async(args: argparse.Namespace) -> int:
     proc = None
+    env = dict(kv.split("=", 1) for kv in args.server_env)
     if args.url is None:
         port = free_port()
-        proc = start_server(port)
+        proc = start_server(port, env)
         host = "127.0.0.1"
     else:
         if not args.url.startswith("http://127.0.0.1:"):
@@ -421,7 +422,8 @@ async def main_async(args: argparse.Namespace) -> int:
         print(
             f"# bench/overload.py: 127.0.0.1:{port}, {os.cpu_count()} CPUs, load average "
             f"{os.getloadavg()[0]:.1f} at start; stages {args.seconds:g} s (1x, 2x), "
-            f"{args.seconds_4x:g} s (4x); client timeout {args.timeout:g} s\n"
+            f"{args.seconds_4x:g} s (4x); client timeout {args.timeout:g} s; server env "
+            f"{' '.join(args.server_env) if args.url is None else '(running server)'}\n"
         )
         base: dict[str, list[float]] = {}
         caps: dict[str, float] = {}
@@ -543,6 +545,13 @@ def main() -> None:
     ap.add_argument("--capacity-seconds", type=float, default=6.0)
     ap.add_argument("--timeout", type=float, default=30.0)
     ap.add_argument("--max-outstanding", type=int, default=512)
+    ap.add_argument(
+        "--server-env",
+        nargs="*",
+        default=["HOMOGRAPHY_TORCH_THREADS=1", "HOMOGRAPHY_ONNX_THREADS=1"],
+        help="settings of the server it starts (default: one torch and one ONNX Runtime thread "
+        "per call, as on a CPU shared with other work)",
+    )
     sys.exit(asyncio.run(main_async(ap.parse_args())))
 
 

@@ -81,7 +81,9 @@ def default_limits(cpus: int | None = None) -> dict[str, ClassLimits]:
     cheap classes get more room. ``estimate`` admits enough requests to fill a micro-batch."""
     n = max(1, cpus or os.cpu_count() or 1)
     return {
-        "estimate": ClassLimits(max_in_flight=2 * n, max_waiting=4 * n, max_wait_s=0.25, threads=n),
+        "estimate": ClassLimits(
+            max_in_flight=2 * n, max_waiting=4 * n, max_wait_s=0.25, threads=max(1, n - 1)
+        ),
         "refine": ClassLimits(max_in_flight=max(1, n // 2), max_waiting=n, max_wait_s=0.5),
         "solve": ClassLimits(max_in_flight=2 * n, max_waiting=8 * n, max_wait_s=0.25, threads=n),
         "solve_batch": ClassLimits(max_in_flight=1, max_waiting=2, max_wait_s=2.0),
