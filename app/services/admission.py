@@ -76,9 +76,10 @@ class ClassLimits:
 
 
 def default_limits(cpus: int | None = None) -> dict[str, ClassLimits]:
-    """Limits sized to the machine: the long CPU-bound classes (refine, estimate) get about the
-    cores there are, so that an accepted request's latency stays near its unloaded latency; the
-    cheap classes get more room. ``estimate`` admits enough requests to fill a micro-batch."""
+    """Limits sized to the machine: the long CPU-bound classes get fewer threads than there are
+    cores (refine half, estimate all but one), so that a flood of them leaves CPU to the others
+    and an accepted request's latency stays near its unloaded latency; the cheap classes get more
+    room. ``estimate`` admits enough requests to fill a micro-batch."""
     n = max(1, cpus or os.cpu_count() or 1)
     return {
         "estimate": ClassLimits(
