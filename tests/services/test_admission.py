@@ -129,3 +129,40 @@ def test_limits_from_settings_apply_overrides_field_by_field():
     assert limits["solve"] == default_limits(4)["solve"]
     with pytest.raises(ValueError):
         Settings(admission={"nope": {"max_in_flight": 1}})
+
+
+def test_a_lagging_event_loop_sheds_every_class_at_once():
+    async def main():
+        adm = Admission(
+            {"a": ClassLimits(max_in_flight=8, max_waiting=8, max_wait_s=1)}, max_loop_lag_s=0.05
+        )
+        adm.start()
+        await asyncio.sleep(0.05)
+        await adm["a"].acquire()  # an idle loop: admitted
+        adm["a"].release(0.01)
+        adm.loop.lag = 0.2  # as the watch would report for a saturated loop
+        with pytest.raises(OverloadedError) as e:
+            await adm["a"].acquire()
+        assert "behind" in e.value.message and e.value.retry_after == 1.0
+        assert adm["a"].in_flight == 0 and adm["a"].stats.shed == 1
+        await adm.stop()
+
+    run(main())
+
+
+def test_loop_lag_watch_sees_a_blocked_loop():
+    async def main():
+        adm = Admission({"a": ClassLimits(1, 0, 0)}, max_loop_lag_s=0.05)
+        adm.start()
+        await asyncio.sleep(0.05)
+        quiet = adm.loop.lag
+        for _ in range(20):  # 20 turns of 30 ms each with the loop blocked
+            threading.Event().wait(0.03)
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.02)
+        busy = adm.loop.lag
+        await adm.stop()
+        return quiet, busy
+
+    quiet, busy = run(main())
+    assert quiet < 0.01 and busy > 0.01
