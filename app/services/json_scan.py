@@ -10,7 +10,7 @@ its one item at depth 2 and the two points at depth 3: ``arrays == [0, 1, 1, 2]`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numba as nb
 import numpy as np
@@ -76,10 +76,13 @@ def scan_json(body: bytes | bytearray | memoryview | np.ndarray, max_depth: int)
 class JsonBudget:
     """What a request body may hold before it is parsed: ``max_depth`` of nesting and, per
     depth, at most ``max_arrays[d]`` arrays, with the field and the message that name the
-    limit (``{count}`` and ``{limit}`` are filled in)."""
+    limit (``{count}`` and ``{limit}`` are filled in); ``per_parent[d] = (k, n, field,
+    message)``: at most n arrays at depth d per array at depth k on average (e.g. points per
+    item), so that one oversized item is refused as well as too many items."""
 
     max_depth: int
     max_arrays: dict[int, tuple[int, str, str]]
+    per_parent: dict[int, tuple[int, int, str, str]] = field(default_factory=dict)
 
 
 def check_json_budget(shape: JsonShape, budget: JsonBudget) -> None:
@@ -90,10 +93,17 @@ def check_json_budget(shape: JsonShape, budget: JsonBudget) -> None:
             "invalid",
             "body",
         )
-    for d, (limit, field, message) in budget.max_arrays.items():
-        count = shape.arrays[d] if d < len(shape.arrays) else 0
-        if count > limit:
-            raise DomainError(message.format(count=count, limit=limit), "invalid", field)
+
+    def count(d: int) -> int:
+        return shape.arrays[d] if d < len(shape.arrays) else 0
+
+    for d, (limit, name, message) in budget.max_arrays.items():
+        if count(d) > limit:
+            raise DomainError(message.format(count=count(d), limit=limit), "invalid", name)
+    for d, (parent, per, name, message) in budget.per_parent.items():
+        limit = per * max(1, count(parent))
+        if count(d) > limit:
+            raise DomainError(message.format(count=count(d), limit=limit), "invalid", name)
 
 
 def warm_up() -> None:

@@ -57,3 +57,27 @@ def test_budget_names_the_field():
         assert exc.field == "src" and exc.message == "4 > 3"
     else:
         raise AssertionError("over budget, not refused")
+
+
+def test_solve_budget_refuses_an_oversized_item_before_parsing():
+    from app.api.schemas.solve import SolveRequest
+    from app.core.config import Settings
+
+    budget = SolveRequest.json_budget(Settings(max_points_per_item=8, max_solve_json_batch=4))
+    item = [[float(i), 0.0] for i in range(12)]
+    big = json.dumps({"method": "dlt", "src": [item], "dst": [item]}).encode()
+    try:
+        check_json_budget(scan_json(big, budget.max_depth), budget)
+    except Exception as exc:
+        assert exc.field == "src" and "at most 8 points" in exc.message, exc.message
+    else:
+        raise AssertionError("an item of 12 points passed a limit of 8")
+    ok = json.dumps({"method": "dlt", "src": [item[:8]] * 4, "dst": [item[:8]] * 4}).encode()
+    check_json_budget(scan_json(ok, budget.max_depth), budget)  # at the limits: accepted
+    five = json.dumps({"src": [item[:4]] * 5, "dst": [item[:4]] * 5}).encode()
+    try:
+        check_json_budget(scan_json(five, budget.max_depth), budget)
+    except Exception as exc:
+        assert "JSON limit of 4 items" in exc.message
+    else:
+        raise AssertionError("5 items passed a limit of 4")

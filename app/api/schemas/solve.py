@@ -70,6 +70,15 @@ class SolveRequest(BaseModel):
                     f"{points} points per batch",
                 ),
             },
+            per_parent={
+                3: (
+                    2,
+                    settings.max_points_per_item,
+                    "src",
+                    "{count} points in src and dst, more than their items may hold "
+                    f"({{limit}}): an item has at most {settings.max_points_per_item} points",
+                )
+            },
         )
 
 
