@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -43,6 +44,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
             torch.set_num_threads(settings.torch_threads)
         build_engines(app.state.engines, settings)
+        # the start-up heap (torch, ONNX Runtime, models: millions of objects) is permanent:
+        # keep it out of the cyclic collector, whose full passes would otherwise scan it while
+        # a request allocates (a pause of the whole process, event loop included)
+        gc.freeze()
         admission.start()
         try:
             async with run_engines(app.state.engines):  # background workers, stopped on shutdown
