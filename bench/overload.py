@@ -19,10 +19,11 @@ four-point items as JSON; pose_loss: 64 pairs):
    statuses, timeouts, refused connections), /health p50/p99/max, the other classes' p99, and
    the server's resident memory before and after.
 
-Then a decompression-bomb attempt on /solve/batch (a 0.1 MB .npz declaring 16 M items: refused
-from its header) and the largest legitimate compressed batch (1 M items of zeros, 0.5 MB on the
-wire, 128 MB inflated in bounded pieces), and the resident memory after a short idle, against
-the level before the first flood. Targets (issue 12) are checked at the end.
+Then a decompression-bomb attempt on /solve/batch (a 2 MB .npz declaring 16 M items: refused
+from its header) and the largest legitimate compressed batch (1 M items of zeros, 0.1 MB on the
+wire, 128 MB inflated in bounded pieces); the largest JSON /solve bodies (valid, and over the
+per-item and item limits) while /health is probed; and the resident memory after a short idle,
+against the level before the first flood. Targets (issue 12) are checked at the end.
 
 Bounded: at most --max-outstanding requests in flight from the generator (beyond that a request
 is counted as not sent), a client timeout per request, 127.0.0.1 only. The requests go through
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import json
 import math
@@ -386,6 +388,50 @@ def bomb_bodies() -> dict[str, bytes]:
     return {"bomb 16M items": npz(16_000_000), "1M zero items": npz(1_000_000)}
 
 
+def big_json_bodies() -> dict[str, bytes]:
+    """The largest JSON /solve bodies: valid (10,000 four-point items), an item over the
+    points-per-item limit, and a batch over the item limit (both refused before parsing)."""
+    rng = np.random.default_rng(0)
+
+    def pts(*shape: int) -> list:
+        return rng.uniform(0, 640, shape).round(3).tolist()
+
+    return {
+        "JSON /solve, 10,000 items (the JSON limit)": json.dumps(
+            {"src": pts(10_000, 4, 2), "dst": pts(10_000, 4, 2)}
+        ).encode(),
+        "JSON /solve dlt, one item of 350,000 points": json.dumps(
+            {"method": "dlt", "src": [pts(350_000, 2)], "dst": [pts(350_000, 2)]}
+        ).encode(),
+        "JSON /solve, 90,000 items": json.dumps(
+            {"src": pts(90_000, 4, 2), "dst": pts(90_000, 4, 2)}
+        ).encode(),
+    }
+
+
+async def while_probing(host: str, port: int, raw: bytes) -> tuple[Answer, float, list[float]]:
+    """Send ``raw`` on a new connection while /health is probed every 20 ms (new connection
+    each); (answer, seconds, probe latencies)."""
+    latencies: list[float] = []
+    stop = asyncio.Event()
+
+    async def probe() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                latencies.append((await one_shot(host, port, HEALTH, 30))[1])
+            await asyncio.sleep(0.02)
+
+    task = asyncio.create_task(probe())
+    await asyncio.sleep(0.3)
+    t = time.perf_counter()
+    ans, _ = await one_shot(host, port, raw, 120)
+    seconds = time.perf_counter() - t
+    await asyncio.sleep(0.3)
+    stop.set()
+    await task
+    return ans, seconds, latencies
+
+
 # --- main ---------------------------------------------------------------------------------------
 
 
@@ -485,6 +531,14 @@ async def main_async(args: argparse.Namespace) -> int:
                 f"{label}: {len(body) / 1e6:.2f} MB sent -> {ans.status} in "
                 f"{time.perf_counter() - t:.2f} s ({detail}); RSS {before:.0f} -> "
                 f"{rss_mib(pid):.0f} MiB"
+            )
+        for label, body in big_json_bodies().items():
+            raw = _raw("/solve", body, "application/json")
+            ans, seconds, health = await while_probing(host, port, raw)
+            print(
+                f"{label}: {len(body) / 1e6:.1f} MB -> {ans.status} in {seconds:.2f} s; /health "
+                f"max {max(health) * 1e3:.0f} ms, p50 {pct(health, 50):.1f} ms over "
+                f"{len(health)} probes"
             )
         await asyncio.sleep(3.0)
         rss_end = rss_mib(pid)
