@@ -8,6 +8,7 @@ background thread."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -15,6 +16,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app import __version__
+from app.api.admission import AdmissionMiddleware
 from app.api.errors import install_error_handlers
 from app.api.lifecycle import LifecycleGateMiddleware
 from app.api.middleware import PROBE_PATHS, BodyLimitMiddleware, ObservabilityMiddleware
@@ -24,6 +26,7 @@ from app.core.config import Settings, get_settings
 from app.core.engines import EngineRegistry
 from app.core.lifecycle import Lifecycle, drain_on_signals
 from app.core.logging import configure_logging
+from app.services.admission import Admission, limits_from_settings
 from app.services.startup import build_engines, engine_plan, in_daemon_thread, run_engines
 from app.web import pages
 
@@ -64,6 +67,11 @@ async def _start(app: FastAPI, settings: Settings, stack: AsyncExitStack) -> Non
         lifecycle.loading = []
         await in_daemon_thread(build_engines, engines, plan)
         await stack.enter_async_context(run_engines(engines))  # workers, stopped on shutdown
+        # the start-up heap (torch, ONNX Runtime, models, compiled kernels: millions of objects)
+        # is permanent: keep it out of the cyclic collector, whose full passes would otherwise
+        # scan it while a request allocates (a pause of the whole process, event loop included)
+        gc.freeze()
+        app.state.admission.start()  # the loop-lag watch, from a clean slate (not the warm-up's)
     except Exception as exc:
         failed = [
             n
@@ -78,12 +86,14 @@ async def _start(app: FastAPI, settings: Settings, stack: AsyncExitStack) -> Non
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_json)
+    admission = Admission(limits_from_settings(settings), settings.admission_max_loop_lag_ms / 1e3)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.lifecycle = Lifecycle()
         app.state.engines = EngineRegistry()
         async with AsyncExitStack() as stack:
+            stack.push_async_callback(admission.stop)  # last out: after the engines' workers
             starting = asyncio.create_task(_start(app, settings, stack))
             if settings.warm_up_in_background:
                 starting.add_done_callback(lambda t: t.cancelled() or t.exception())
@@ -108,6 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.lifecycle = Lifecycle()  # replaced, fresh, by each lifespan run
     app.state.engines = EngineRegistry()
     app.state.work_routes_mounted = False
+    app.state.admission = admission
     install_error_handlers(app)
     # served from the first second, warm-up and drain included: the probes, the demo page and
     # the docs (the work routes join once imported, see _start)
@@ -119,7 +130,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_bytes=settings.max_body_bytes,
         max_json_bytes=settings.max_json_body_bytes,
     )
-    # inside the API key check: an unauthenticated request is refused (401) whatever the phase
+    # per endpoint class (work routes only: probes, pages and static files have none): a slot
+    # or a 503 + Retry-After at once; outside the body limit, so a shed body is never read
+    app.add_middleware(AdmissionMiddleware, admission=admission)
+    # outside admission: while starting or draining, work gets the lifecycle's 503 and takes no
+    # slot; inside the API key check: an unauthenticated request is refused (401) whatever the
+    # phase, and an unauthenticated flood takes no slot
     app.add_middleware(LifecycleGateMiddleware, **public)
     if settings.api_key is not None:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key.get_secret_value(), **public)

@@ -9,6 +9,7 @@ import asyncio
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.api.admission import endpoint_class
 from app.api.middleware import PROBE_PATHS, send_json_error
 from app.core.metrics import REFUSED
 
@@ -40,7 +41,7 @@ class LifecycleGateMiddleware:
         lifecycle = scope["app"].state.lifecycle
         refusal = lifecycle.admit()
         if refusal is not None:
-            REFUSED.labels(refusal.reason).inc()
+            REFUSED.labels(refusal.reason, endpoint_class(scope["path"])).inc()
             retry = str(refusal.retry_after_s).encode()
             await send_json_error(send, 503, refusal.detail, ((b"retry-after", retry),))
             return

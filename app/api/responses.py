@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from pydantic import BaseModel
 from starlette.background import BackgroundTask
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
+
+
+def json_response(model: BaseModel, status_code: int = 200) -> Response:
+    """``model`` serialised now (call it in a worker thread: FastAPI would validate and encode
+    a returned model again on the event loop; a ``Response`` it passes through untouched)."""
+    return Response(model.model_dump_json(), status_code, media_type="application/json")
 
 
 class ChunkedResponse(Response):

@@ -6,10 +6,29 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal, get_args
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class AdmissionLimits(BaseModel):
+    """Overrides of one endpoint class's admission limits (unset fields keep the default)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_in_flight: int | None = Field(None, ge=1, le=4096)
+    max_waiting: int | None = Field(None, ge=0, le=100_000)
+    max_wait_s: float | None = Field(None, ge=0, le=600)
+    threads: int | None = Field(None, ge=1, le=1024)
 
 
 class Settings(BaseSettings):
@@ -121,6 +140,26 @@ class Settings(BaseSettings):
         ge=4096,
         le=100_000_000,
         description="Larger images are aligned at about this many pixels (b_H_a is rescaled).",
+    )
+
+    # Admission control (app.services.admission): per endpoint class (estimate, refine, solve,
+    # solve_batch, pose_loss) requests in flight, waiting, longest wait and worker threads
+    admission_max_loop_lag_ms: float = Field(
+        50.0,
+        gt=0,
+        le=60_000,
+        description="Shed requests of every class while the event loop runs this late (ms), so "
+        "that probes and light requests stay fast when cheap requests saturate it.",
+    )
+    admission_cpus: int = Field(
+        0, ge=0, le=1024, description="CPUs the default admission limits are sized for; 0: all."
+    )
+    admission: dict[
+        Literal["estimate", "refine", "solve", "solve_batch", "pose_loss"], AdmissionLimits
+    ] = Field(
+        default_factory=dict,
+        description="Overrides of the default limits per class, e.g. "
+        '{"refine": {"max_in_flight": 2, "max_wait_s": 2}} (JSON in HOMOGRAPHY_ADMISSION).',
     )
 
     # Security (both off by default)

@@ -3,8 +3,9 @@ only while ready. Nothing here knows about HTTP: the middleware of :mod:`app.api
 :meth:`Lifecycle.admit`, the lifespan moves the phases, and :func:`drain_on_signals` turns
 SIGTERM into a bounded drain.
 
-An admission controller with per-endpoint limits can sit behind the same gate: it refuses with a
-:class:`Refusal` of its own after :meth:`Lifecycle.admit` has let a request through.
+Admission control per endpoint class (:mod:`app.services.admission`) sits behind this gate: it
+only sees requests :meth:`Lifecycle.admit` has let through (and counted in flight), and sheds
+them when their class is at its bounds.
 """
 
 from __future__ import annotations

@@ -31,16 +31,17 @@ ITEMS = Counter(
 # live worker processes in multiprocess mode.
 IN_FLIGHT = Gauge(
     "homography_requests_in_flight",
-    "Requests admitted and not yet answered (probes and /metrics excluded).",
+    "Work requests admitted by the lifecycle gate and not yet answered, those waiting for a "
+    "slot of their endpoint class included (probes, metrics, pages excluded).",
     multiprocess_mode="livesum",
 )
 REFUSED = Counter(
     "homography_requests_refused_total",
-    "Requests answered 503 before any work: the service was starting, draining or failed.",
-    ["reason"],
+    "Requests answered 503 + Retry-After before any work, by reason: starting, draining or failed "
+    "(the service admits no work), or overloaded (the endpoint class is at its admission bounds); "
+    "and by endpoint class (other: a path of none).",
+    ["reason", "endpoint_class"],
 )
-for _reason in ("starting", "draining", "failed"):  # exported at 0 from the start
-    REFUSED.labels(_reason)
 READY = Gauge(
     "homography_ready", "1 while the service admits work, else 0.", multiprocess_mode="livemin"
 )

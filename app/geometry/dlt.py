@@ -12,19 +12,43 @@ __all__ = ["dlt_homography", "normalize_homographies"]
 _RANK_TOL = 1e-10
 
 
-def _hartley(pts: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """(B, 3, 3) similarity moving the weighted centroid to 0 and mean distance to sqrt(2)."""
+def _hartley(pts: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Similarity moving the weighted centroid to 0 and the mean distance to sqrt(2).
+
+    Computed on the points divided by their largest magnitude first, so that coordinates up to
+    the float64 range (1e300) neither overflow nor underflow.
+
+    Returns:
+        ``T`` (B, 3, 3), its exact inverse ``T_inv`` (B, 3, 3) (no linear solve, so nothing
+        raises on a degenerate item) and ``ok`` (B,): items whose normalisation is finite and
+        non-singular.
+    """
+    B = pts.shape[0]
+    m = (np.abs(pts) * (w[..., None] > 0)).max(axis=(1, 2)) if pts.shape[1] else np.zeros(B)
+    m = np.where(m > 0, m, 1.0)
+    p = pts / m[:, None, None]
     cnt = np.maximum(w.sum(1), 1.0)
-    c = (pts * w[..., None]).sum(1) / cnt[:, None]
-    d = np.sqrt(((pts - c[:, None]) ** 2).sum(-1))
-    md = (d * w).sum(1) / cnt
-    s = np.sqrt(2.0) / np.where(md > 0, md, 1.0)
-    T = np.zeros((pts.shape[0], 3, 3))
+    c = (p * w[..., None]).sum(1) / cnt[:, None]
+    d = np.hypot(p[..., 0] - c[:, None, 0], p[..., 1] - c[:, None, 1])
+    md = (d * w).sum(1) / cnt  # in units of m: within (0, 2] for distinct points
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        s = np.sqrt(2.0) / (md * m)  # scale in pixels^-1
+        inv_s = md * m / np.sqrt(2.0)
+    cx, cy = c[:, 0] * m, c[:, 1] * m
+    ok = (md > 0) & np.isfinite(s) & (s > 0) & np.isfinite(inv_s) & (inv_s > 0)
+    s, inv_s = np.where(ok, s, 1.0), np.where(ok, inv_s, 1.0)
+    cx, cy = np.where(ok, cx, 0.0), np.where(ok, cy, 0.0)
+    T = np.zeros((B, 3, 3))
     T[:, 0, 0] = T[:, 1, 1] = s
-    T[:, 0, 2] = -s * c[:, 0]
-    T[:, 1, 2] = -s * c[:, 1]
+    T[:, 0, 2] = -s * cx
+    T[:, 1, 2] = -s * cy
     T[:, 2, 2] = 1.0
-    return T
+    T_inv = np.zeros((B, 3, 3))
+    T_inv[:, 0, 0] = T_inv[:, 1, 1] = inv_s
+    T_inv[:, 0, 2] = cx
+    T_inv[:, 1, 2] = cy
+    T_inv[:, 2, 2] = 1.0
+    return T, T_inv, ok
 
 
 def normalize_homographies(H: np.ndarray, reason: np.ndarray) -> np.ndarray:
@@ -42,6 +66,21 @@ def normalize_homographies(H: np.ndarray, reason: np.ndarray) -> np.ndarray:
     reason[ok & ~fin] = Reason.NON_FINITE_RESULT
     out[~fin] = 0.0
     return out
+
+
+def _null_vectors(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(B, M, 9) systems, M >= 9 -> (B, 3, 3) least-squares null vectors and (B,) rank-8 flags.
+    LAPACK's rare non-convergence fails one item (flagged), never the batch."""
+    B = A.shape[0]
+    try:
+        R = np.linalg.qr(A, mode="r") if A.shape[1] > 9 else A
+        _, sv, Vt = np.linalg.svd(R, full_matrices=True)
+    except np.linalg.LinAlgError:
+        if B == 1:
+            return np.zeros((1, 3, 3)), np.zeros(1, dtype=bool)
+        parts = [_null_vectors(A[i : i + 1]) for i in range(B)]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    return Vt[:, -1, :].reshape(B, 3, 3), sv[:, 7] > _RANK_TOL * sv[:, 0]
 
 
 def dlt_homography(
@@ -75,9 +114,19 @@ def dlt_homography(
     d = np.where(finite[..., None], d, 0.0)
     reason[(reason == 0) & (w.sum(1) < 4)] = Reason.TOO_FEW_POINTS
 
-    T1, T2 = _hartley(s, w), _hartley(d, w)
+    T1, _, ok1 = _hartley(s, w)
+    T2, T2_inv, ok2 = _hartley(d, w)
+    # all points of an item coincide (or their spread is not representable): no fit
+    reason[(reason == 0) & ~(ok1 & ok2)] = Reason.SINGULAR_SYSTEM
+    w = w * (ok1 & ok2)[:, None]
     sn = s * T1[:, None, 0, 0:1] + T1[:, None, :2, 2]
     dn = d * T2[:, None, 0, 0:1] + T2[:, None, :2, 2]
+    # inputs near the float64 range can still leave a non-finite normalised point: drop the item
+    fin = (np.isfinite(sn).all(-1) & np.isfinite(dn).all(-1)) | (w == 0)
+    reason[(reason == 0) & ~fin.all(1)] = Reason.NON_FINITE_RESULT
+    w = w * fin.all(1)[:, None]
+    sn = np.where(w[..., None] > 0, sn, 0.0)
+    dn = np.where(w[..., None] > 0, dn, 0.0)
     x, y = sn[..., 0], sn[..., 1]
     u, v = dn[..., 0], dn[..., 1]
     z, o = np.zeros_like(x), np.ones_like(x)
@@ -86,11 +135,9 @@ def dlt_homography(
     A = np.concatenate([r1, r2], axis=1)  # (B, 2N, 9)
     if A.shape[1] < 9:
         A = np.concatenate([A, np.zeros((B, 9 - A.shape[1], 9))], axis=1)
-    R = np.linalg.qr(A, mode="r") if A.shape[1] > 9 else A
-    _, sv, Vt = np.linalg.svd(R, full_matrices=True)
-    Hn = Vt[:, -1, :].reshape(B, 3, 3)
-    rank_ok = sv[:, 7] > _RANK_TOL * sv[:, 0]
+    Hn, rank_ok = _null_vectors(A)
     reason[(reason == 0) & ~rank_ok] = Reason.SINGULAR_SYSTEM
-    H = np.linalg.solve(T2, Hn @ T1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        H = T2_inv @ Hn @ T1
     H = normalize_homographies(H, reason)
     return FourPointResult(H, reason == Reason.OK, reason)

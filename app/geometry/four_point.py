@@ -81,7 +81,11 @@ def _as_points(x: np.ndarray, n: int, name: str, dtype: np.dtype | None) -> np.n
         target = a.dtype if a.dtype in (np.float32, np.float64) else np.dtype(np.float64)
     if target not in (np.float32, np.float64):
         raise ValueError(f"dtype must be float32 or float64, got {target}")
-    return np.ascontiguousarray(a, dtype=target)
+    out = np.ascontiguousarray(a, dtype=target)  # native byte order, C order
+    # Numba compiles one specialisation per layout; the warm-up builds C-contiguous, writeable
+    # arrays, aligned or not (a view into a request body). A read-only input (a bytes body,
+    # np.load of a file) would need its own at request time: copy it once instead.
+    return out if out.flags.writeable else out.copy()
 
 
 def solve_four_point(

@@ -38,12 +38,16 @@ class RansacResult:
 
 
 def _required_iterations(inlier_ratio: float, confidence: float, sample: int = 4) -> float:
+    """Draws needed to pick one all-inlier sample with probability ``confidence``; inf when the
+    inlier fraction is so small that ``1 - ratio**sample`` rounds to 1 (50,000 points with one
+    inlier set of 4: the log would be 0)."""
     p = inlier_ratio**sample
-    if p <= 0.0:
-        return math.inf
     if p >= 1.0:
         return 1.0
-    return math.log(1.0 - confidence) / math.log(1.0 - p)
+    miss = math.log1p(-p)  # exact for tiny p, where log(1 - p) would be log(1.0) = 0
+    if p <= 0.0 or miss == 0.0:
+        return math.inf
+    return math.log1p(-confidence) / miss
 
 
 def _inliers(
@@ -87,8 +91,11 @@ def ransac_homography(
     """
     if threshold <= 0 or not 0 < confidence < 1 or max_iters < 1 or batch < 1:
         raise ValueError("need threshold > 0, 0 < confidence < 1, max_iters >= 1, batch >= 1")
-    s = np.ascontiguousarray(src, dtype=np.float64)
-    d = np.ascontiguousarray(dst, dtype=np.float64)
+    # C order, float64 and writeable: the layout the warm-up compiled the kernels for
+    s = np.array(src, dtype=np.float64, order="C", copy=None)
+    d = np.array(dst, dtype=np.float64, order="C", copy=None)
+    s = s if s.flags.writeable else s.copy()
+    d = d if d.flags.writeable else d.copy()
     if s.ndim != 2 or s.shape[1] != 2 or s.shape != d.shape:
         raise ValueError(f"src and dst must both be (N, 2), got {s.shape} and {d.shape}")
     n = s.shape[0]

@@ -54,6 +54,7 @@ from app.inference.batcher import MicroBatcher
 from app.inference.engine import HomographyEngine, OnnxHomographyEngine
 from app.inference.homography import offsets_to_homography
 from app.inference.preprocess import prepare_pair
+from app.services.admission import offload
 from app.services.images import DecodedImage, decode_image
 from app.services.refine import Aligner, RefineOutput, refine_pixels
 
@@ -236,7 +237,7 @@ class Estimator:
         use_net, use_feat = method in ("network", "auto"), method in ("features", "auto")
         fopts = features or self.feature_options()
         with self.batcher.incoming() if use_net else contextlib.nullcontext():
-            img_a, img_b, pair, decode_ms, pre_ms = await asyncio.to_thread(
+            img_a, img_b, pair, decode_ms, pre_ms = await offload(
                 _decode_and_prepare,
                 data_a,
                 data_b,
@@ -246,9 +247,7 @@ class Estimator:
             )
         timings: dict[str, float] = {"decode": decode_ms}
         feat_task = (
-            asyncio.create_task(
-                asyncio.to_thread(estimate_features, img_a.pixels, img_b.pixels, fopts)
-            )
+            asyncio.create_task(offload(estimate_features, img_a.pixels, img_b.pixels, fopts))
             if use_feat
             else None
         )
@@ -263,7 +262,7 @@ class Estimator:
                 t = time.perf_counter()
                 offsets = res.outputs["offsets"].astype(np.float64)
                 try:
-                    starts["network"] = await asyncio.to_thread(
+                    starts["network"] = await offload(
                         _solve, offsets, img_a.size, img_b.size, self.patch_size
                     )
                 except DomainError as exc:
@@ -287,7 +286,7 @@ class Estimator:
         chained = None
         if refine and method != "auto":
             t = time.perf_counter()
-            chained = await asyncio.to_thread(
+            chained = await offload(
                 _chain_refine, img_a.pixels, img_b.pixels, starts[method], self.settings, aligner
             )
             timings["refine"] = (time.perf_counter() - t) * 1e3
@@ -296,7 +295,7 @@ class Estimator:
             refined = {method: chained.output.result.b_H_a}
         t = time.perf_counter()
         opts = replace(self.selection, refine=method == "auto")
-        sel = await asyncio.to_thread(
+        sel = await offload(
             select_homography,
             img_a.pixels,
             img_b.pixels,

@@ -15,7 +15,7 @@ from app.core.errors import DomainError
 from app.geometry.dlt import dlt_homography
 from app.geometry.four_point import solve_four_point
 from app.geometry.ransac import ransac_homography
-from app.services.arrays import load_arrays
+from app.services.arrays import open_arrays
 
 SolveMethod = Literal["aca", "sks", "dlt"]
 
@@ -103,50 +103,64 @@ def check_point_lists(
         )
 
 
-def arrays_from_body(body: bytes | np.ndarray, settings: Settings) -> tuple[np.ndarray, np.ndarray]:
+def arrays_from_body(
+    body: bytes | bytearray | memoryview | np.ndarray, settings: Settings
+) -> tuple[np.ndarray, np.ndarray]:
     """A binary /solve body (a .npz with ``src`` and ``dst`` (B, 4, 2), or a .npy (B, 2, 4, 2))
-    -> (src, dst) views of it, checked: names, shapes, dtypes, 1 <= B <= ``max_solve_batch``
-    (``malformed`` for a body that is no .npy/.npz, ``too_large`` over the batch limit)."""
-    arrays = load_arrays(body, max_uncompressed=settings.max_body_bytes)
-    if "array" in arrays:
-        a = arrays["array"]
-        if a.ndim != 4 or a.shape[1:] != (2, 4, 2):
+    -> (src, dst), checked from the headers (names, shapes, dtypes, 1 <= B <=
+    ``max_solve_batch``) before any member is inflated, then loaded with CRCs verified
+    (``malformed``/``unsupported`` for a body that is no usable .npy/.npz, ``too_large`` over the
+    batch limit). Synchronous and CPU-bound for compressed bodies: call it in a worker thread."""
+    payload = open_arrays(body, max_uncompressed=settings.max_body_bytes)
+    heads = payload.headers
+    if "array" in heads:
+        names: tuple[str, ...] = ("array",)
+        shape = heads["array"].shape
+        if len(shape) != 4 or shape[1:] != (2, 4, 2):
             raise DomainError(
-                f"a .npy body must have shape (B, 2, 4, 2), got {a.shape}", "invalid", "body"
+                f"a .npy body must have shape (B, 2, 4, 2), got {shape}", "invalid", "body"
             )
-        src, dst = a[:, 0], a[:, 1]
     else:
-        missing = {"src", "dst"} - arrays.keys()
+        missing = {"src", "dst"} - heads.keys()
         if missing:
             raise DomainError(
-                f".npz body lacks array(s) {sorted(missing)}; found {sorted(arrays)}",
+                f".npz body lacks array(s) {sorted(missing)}; found {sorted(heads)}",
                 "invalid",
                 "body",
             )
-        src, dst = arrays["src"], arrays["dst"]
-        for name, a in (("src", src), ("dst", dst)):
-            if a.ndim != 3 or a.shape[1:] != (4, 2):
-                raise DomainError(
-                    f"{name} must have shape (B, 4, 2), got {a.shape}", "invalid", name
-                )
-        if src.shape != dst.shape:
+        names = ("src", "dst")
+        for name in names:
+            shape = heads[name].shape
+            if len(shape) != 3 or shape[1:] != (4, 2):
+                raise DomainError(f"{name} must have shape (B, 4, 2), got {shape}", "invalid", name)
+        if heads["src"].shape != heads["dst"].shape:
             raise DomainError(
-                f"src {src.shape} and dst {dst.shape} differ in shape", "invalid", "dst"
+                f"src {heads['src'].shape} and dst {heads['dst'].shape} differ in shape",
+                "invalid",
+                "dst",
             )
-    for name, a in (("src", src), ("dst", dst)):
-        if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+    for name in names:
+        dt = heads[name].dtype
+        if not (np.issubdtype(dt, np.floating) or np.issubdtype(dt, np.integer)):
             raise DomainError(
-                f"{name} must be float32/float64 (or integer), got {a.dtype}", "invalid", name
+                f"{'src' if name == 'array' else name} must be float32/float64 (or integer), "
+                f"got {dt}",
+                "invalid",
+                "src" if name == "array" else name,
             )
-    if src.shape[0] == 0:
+    batch = heads[names[0]].shape[0]
+    if batch == 0:
         raise DomainError("the batch is empty", "invalid", "src")
-    if src.shape[0] > settings.max_solve_batch:
+    if batch > settings.max_solve_batch:
         raise DomainError(
-            f"batch of {src.shape[0]} items exceeds the limit of {settings.max_solve_batch}",
+            f"batch of {batch} items exceeds the limit of {settings.max_solve_batch}",
             "too_large",
             "src",
         )
-    return src, dst
+    arrays = payload.load(names)
+    if "array" in arrays:
+        return arrays["array"][:, 0], arrays["array"][:, 1]
+    return arrays["src"], arrays["dst"]
 
 
 def solve_minimal(

@@ -16,6 +16,8 @@ from app.core.engines import EngineRegistry
 # estimators (settings.model_path and settings.classification_model_path); routes get them
 # through app.api.deps
 SOLVERS = "solvers"
+PARSERS = "parsers"
+POSE_LOSS = "pose_loss"
 ALIGNER = "aligner"
 ESTIMATOR = "homographynet"
 CLASSIFICATION_ESTIMATOR = "homographynet_classification"
@@ -36,6 +38,17 @@ def engine_plan(settings: Settings) -> list[EngineSpec]:
 
         return warm_up_solvers()
 
+    def parsers() -> Any:
+        from app.services.json_scan import warm_up
+
+        warm_up()
+        return Parsers()
+
+    def pose_loss() -> Any:
+        from app.services.pose_loss import warm_up_pose_loss
+
+        return warm_up_pose_loss(settings)
+
     def aligner() -> Any:
         from app.services.refine import build_aligner
 
@@ -48,6 +61,9 @@ def engine_plan(settings: Settings) -> list[EngineSpec]:
 
     plan = [
         EngineSpec(SOLVERS, solvers, True),
+        # the request pre-scanners (JSON) and the /pose-loss kernels, compiled before /ready
+        EngineSpec(PARSERS, parsers, True),
+        EngineSpec(POSE_LOSS, pose_loss, True),
         # /refine: the photometric aligner (optional: /refine still runs on CPU without it)
         EngineSpec(ALIGNER, aligner, False),
         # /estimate: a model file that is present must load (sha256 checked) before /ready; an
@@ -70,6 +86,13 @@ def build_engines(engines: EngineRegistry, plan: list[EngineSpec]) -> None:
         engines.expect(spec.name, required=spec.required)
     for spec in plan:
         engines.build(spec.name, spec.builder, required=spec.required)
+
+
+class Parsers:
+    """Marker object for the readiness report: the request pre-scanners are compiled."""
+
+    def __init__(self) -> None:
+        self.info = {"json_scan": "numba nogil"}
 
 
 @asynccontextmanager

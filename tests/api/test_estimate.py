@@ -382,7 +382,12 @@ def test_queue_full_503_retry_after(monkeypatch) -> None:
     engine = FakeEngine(gate=gate)
     good = encode(cv2.resize(skimage_photo("chelsea.png"), (64, 48)))
     client = fake_client(
-        monkeypatch, engine, estimate_queue_size=1, estimate_max_batch=1, estimate_max_wait_ms=0
+        monkeypatch,
+        engine,
+        estimate_queue_size=1,
+        estimate_max_batch=1,
+        estimate_max_wait_ms=0,
+        admission={"estimate": {"max_in_flight": 8}},  # the batcher's queue is what is tested
     )
     with client as c, ThreadPoolExecutor(2) as pool:
         batcher = c.app.state.engines.get("homographynet").batcher
@@ -408,7 +413,9 @@ def test_concurrent_requests_share_one_onnx_call(monkeypatch) -> None:
     gate = threading.Event()
     engine = FakeEngine(gate=gate)
     good = encode(cv2.resize(skimage_photo("chelsea.png"), (64, 48)))
-    with fake_client(monkeypatch, engine) as c, ThreadPoolExecutor(7) as pool:
+    # admission lets all seven in at once (its own bounds are tested in tests/api/test_admission.py)
+    wide = {"estimate": {"max_in_flight": 8}}
+    with fake_client(monkeypatch, engine, admission=wide) as c, ThreadPoolExecutor(7) as pool:
         batcher = c.app.state.engines.get("homographynet").batcher
         try:
             first = pool.submit(c.post, "/estimate", files=files(good, good))

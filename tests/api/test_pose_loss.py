@@ -4,8 +4,8 @@ names the field for every kind of invalid input."""
 
 from __future__ import annotations
 
-import inspect
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -321,13 +321,21 @@ def test_batch_over_the_limit():
         assert r.status_code == 413
 
 
-def test_endpoint_runs_off_the_event_loop_and_documents_an_example(client):
-    assert not inspect.iscoroutinefunction(route.pose_loss)
+def test_endpoint_runs_off_the_event_loop_and_documents_an_example(client, monkeypatch):
+    threads: list[str] = []
+    real = route.compute_pose_loss
+
+    def spy(*args, **kwargs):
+        threads.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(route, "compute_pose_loss", spy)
     schema = client.get("/openapi.json").json()["components"]["schemas"]
     assert schema["PoseLossRequest"]["examples"]
     assert schema["PoseLossResponse"]["examples"]
     example = schema["PoseLossRequest"]["examples"][0]
     out = ok(client, example)
+    assert threads and threads[0].startswith("work-pose_loss")  # the class's own threads
     documented = schema["PoseLossResponse"]["examples"][0]
     np.testing.assert_allclose(out["loss"], documented["loss"], rtol=1e-5)
 

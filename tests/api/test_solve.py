@@ -160,7 +160,7 @@ class TestSolveBinary:
         with zipfile.ZipFile(b, "w", zipfile.ZIP_DEFLATED) as zf:
             zf.writestr("src.npy", b"\0" * 50_000_000)
         r = small_client.post("/solve/batch", content=b.getvalue())
-        assert r.status_code == 400 and "expand" in r.json()["detail"][0]["msg"]
+        assert r.status_code == 413 and "expand" in r.json()["detail"][0]["msg"]
 
     def test_batch_and_body_limits(self, small_client):
         r = small_client.post(

@@ -60,14 +60,14 @@ def test_starting_answers_probes_and_refuses_work_naming_what_loads():
                 await c.get("/slow-async?seconds=0"),
             )
 
-    refused = REFUSED.labels("starting")._value.get()
+    refused = REFUSED.labels("starting", "other")._value.get()
     health, ready, work = asyncio.run(run())
     assert health.status_code == 200 and health.json()["phase"] == "starting"
     assert ready.status_code == 503
     assert ready.json()["phase"] == "starting" and ready.json()["loading"] == ["routes", "solvers"]
     assert work.status_code == 503 and work.headers["retry-after"] == "5"
     assert "starting" in work.json()["detail"] and "routes" in work.json()["detail"]
-    assert REFUSED.labels("starting")._value.get() == refused + 1
+    assert REFUSED.labels("starting", "other")._value.get() == refused + 1
 
 
 def test_starting_serves_the_demo_page_and_docs_ungated():
@@ -236,3 +236,25 @@ def test_a_second_lifespan_does_not_mount_the_work_routes_twice():
             assert c.post("/solve", json=SOLVE).status_code == 200
         counts.append(len(app.routes))
     assert counts[0] == counts[1] > len(create_app(Settings(log_json=False)).routes)
+
+
+def test_the_start_up_heap_is_frozen_once_the_engines_are_warm(monkeypatch):
+    """gc.freeze() runs in the background start-up after every engine is built and warmed (the
+    heap it keeps from the collector is the warm one) and before the service reports ready."""
+    import gc
+
+    from fastapi.testclient import TestClient
+
+    app = create_app(Settings(log_json=False, log_level="warning", warm_up_in_background=True))
+    seen = []
+
+    def freeze() -> None:
+        seen.append((app.state.engines.ready, app.state.lifecycle.phase))
+
+    monkeypatch.setattr(gc, "freeze", freeze)
+    with TestClient(app) as c:
+        deadline = time.monotonic() + 120
+        while c.get("/ready").status_code != 200:
+            assert time.monotonic() < deadline, "never ready"
+            time.sleep(0.1)
+    assert seen == [(True, Phase.STARTING)]

@@ -91,3 +91,46 @@ class TestRansac:
     def test_arguments_checked(self):
         with pytest.raises(ValueError):
             ransac_homography(np.zeros((5, 2)), np.zeros((5, 2)), threshold=0)
+
+
+class TestExtremeInputs:
+    """Regressions: inputs that used to raise inside the solvers (500 over HTTP)."""
+
+    @pytest.mark.parametrize("scale", [1e-300, 1e100, 1e300, 1e307])
+    def test_dlt_coordinates_near_the_float64_range_never_raise(self, scale):
+        rng = np.random.default_rng(0)
+        src = rng.uniform(-1, 1, (3, 12, 2)) * scale
+        dst = rng.uniform(-1, 1, (3, 12, 2)) * scale
+        r = dlt_homography(src, dst)
+        assert r.dst_H_src.shape == (3, 3, 3) and np.isfinite(r.dst_H_src).all()
+        assert ((r.reason == 0) == r.valid).all()
+
+    def test_dlt_is_scale_invariant_where_representable(self):
+        src, dst, _, _ = scene(20, 0.0, 0.0, 4)
+        H = dlt_homography(src, dst).dst_H_src[0]
+        k = 1e10  # (far larger scales leave H33 below 1e-14 of the translation: flagged)
+        Hk = dlt_homography(src * k, dst * k)
+        assert Hk.valid[0]
+        # the same map in scaled pixels: diag(k, k, 1) H diag(1/k, 1/k, 1)
+        S = np.diag([k, k, 1.0])
+        np.testing.assert_allclose(Hk.dst_H_src[0], S @ H @ np.linalg.inv(S), rtol=1e-6)
+
+    def test_dlt_all_points_equal_is_flagged(self):
+        pts = np.full((1, 8, 2), 1e300)
+        assert dlt_homography(pts, pts).reason[0] != Reason.OK
+
+    def test_required_iterations_when_the_inlier_fraction_underflows(self):
+        from app.geometry.ransac import _required_iterations
+
+        assert _required_iterations(4 / 50_000, 0.999) > 1e15
+        assert 1e20 < _required_iterations(1e-5, 0.999) < 1e21  # 1 - 1e-20 rounds to 1: log1p
+        assert _required_iterations(1e-90, 0.999) == float("inf")  # ratio**4 underflows
+        assert _required_iterations(0.0, 0.999) == float("inf")
+        assert _required_iterations(1.0, 0.999) == 1.0
+        assert abs(_required_iterations(0.5, 0.99) - 71.36) < 0.01
+
+    def test_ransac_on_50000_random_points_at_a_tiny_threshold(self):
+        rng = np.random.default_rng(2)
+        s, d = rng.uniform(0, 1000, (2, 50_000, 2))
+        r = ransac_homography(s, d, threshold=1e-3, max_iters=256)
+        assert r.iterations == 256

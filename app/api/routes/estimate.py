@@ -7,14 +7,13 @@ import math
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
-from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
-from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from app.alignment.consistency import Consistency
-from app.api.deps import AlignerDep, EstimatorDep
+from app.api.bodies import is_json, media_type, parse_json_model
+from app.api.deps import AlignerDep, EstimatorDep, SettingsDep
+from app.api.responses import json_response
+from app.api.routing import CheckedRoute
 from app.api.schemas.estimate import (
     EXAMPLE_A,
     EXAMPLE_B,
@@ -28,17 +27,30 @@ from app.api.schemas.estimate import (
     QualityReport,
 )
 from app.api.schemas.refine import ChainedRefine, refine_response
+from app.api.uploads import MultipartPolicy, read_multipart
+from app.core.config import Settings
 from app.core.errors import DomainError
 from app.core.metrics import ITEMS
 from app.estimation import Candidate
 from app.geometry.points import corners_in
+from app.services.admission import offload
 from app.services.estimate import EstimateResult, Estimator, Method
 from app.services.images import decode_base64
 from app.services.refine import Aligner
 
-router = APIRouter(tags=["estimate"])
+router = APIRouter(tags=["estimate"], route_class=CheckedRoute)
 
 FIELDS = ("image_a", "image_b")
+OPTIONS = ("method", "detector", "robust", "refine", "model")
+POLICY = MultipartPolicy(
+    files=FIELDS,
+    required=FIELDS,
+    misplaced={
+        name: f"an option of /estimate, given in the query string (/estimate?{name}=...), "
+        "not as a form field"
+        for name in OPTIONS
+    },
+)
 
 DESCRIPTION = """Estimate the homography that maps image A onto image B, and how far to trust it.
 
@@ -132,44 +144,18 @@ RobustQuery = Annotated[
 ]
 
 
-async def _read_multipart(request: Request) -> tuple[bytes, bytes]:
-    form = await request.form(max_files=len(FIELDS) + 2, max_fields=len(FIELDS) + 6)
-    try:
-        data = []
-        for field in FIELDS:
-            part = form.get(field)
-            if part is None:
-                raise DomainError(
-                    f"{field}: missing; send two files, image_a and image_b", "invalid", field
-                )
-            if not isinstance(part, UploadFile):
-                raise DomainError(
-                    f"{field}: must be a file upload, not a text field", "invalid", field
-                )
-            ctype = (part.content_type or "").split(";")[0].strip().lower()
-            if ctype and not (ctype.startswith("image/") or ctype == "application/octet-stream"):
-                raise DomainError(
-                    f"{field}: content type {ctype!r} is not an image "
-                    "(image/* or application/octet-stream expected)",
-                    "unsupported",
-                    field,
-                )
-            data.append(await part.read())
-        return data[0], data[1]
-    finally:
-        await form.close()  # closes every upload (their spooled temporary files)
+async def _read_multipart(request: Request, settings: Settings) -> tuple[bytes, bytes]:
+    parts = await read_multipart(request, POLICY)
+    return parts.files["image_a"], parts.files["image_b"]
 
 
 def _from_base64(req: EstimateJsonRequest) -> tuple[bytes, bytes]:
     return decode_base64(req.image_a, "image_a"), decode_base64(req.image_b, "image_b")
 
 
-async def _read_json(request: Request) -> tuple[bytes, bytes]:
-    try:
-        req = EstimateJsonRequest.model_validate_json(await request.body())
-    except ValidationError as exc:
-        raise RequestValidationError(exc.errors(include_url=False)) from exc
-    return await run_in_threadpool(_from_base64, req)
+async def _read_json(request: Request, settings: Settings) -> tuple[bytes, bytes]:
+    req = await parse_json_model(request, EstimateJsonRequest, settings)
+    return await offload(_from_base64, req)
 
 
 def _num(x: float) -> float | None:
@@ -253,15 +239,15 @@ def _response(r: EstimateResult) -> EstimateResponse:
     )
 
 
-BodyReader = Callable[[Request], Awaitable[tuple[bytes, bytes]]]
+BodyReader = Callable[[Request, Settings], Awaitable[tuple[bytes, bytes]]]
 
 
 def _body_reader(request: Request) -> BodyReader:
     """How to read the two images, by the request's content type."""
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    media = media_type(request)
     if media == "multipart/form-data":
         return _read_multipart
-    if media == "application/json" or media.endswith("+json"):
+    if is_json(media):
         return _read_json
     raise DomainError(
         f"content type {media or '(none)'!r} is not supported: send multipart/form-data "
@@ -290,7 +276,7 @@ async def _estimate(
     data_a: bytes,
     data_b: bytes,
     q: EstimateQuery,
-) -> EstimateResponse:
+) -> Response:
     result = await estimator.estimate(
         data_a,
         data_b,
@@ -302,7 +288,7 @@ async def _estimate(
     ITEMS.labels("estimate").inc()
     if result.refine is not None and result.refine.applied:
         ITEMS.labels("refine").inc()
-    return _response(result)
+    return await offload(lambda: json_response(_response(result)))
 
 
 @router.post(
@@ -318,9 +304,10 @@ async def estimate(
     read: Annotated[BodyReader, Depends(_body_reader)],  # 415 before the model is looked up
     estimator: EstimatorDep,
     aligner: AlignerDep,
+    settings: SettingsDep,
     q: Annotated[EstimateQuery, Depends()],
-) -> EstimateResponse:
-    data_a, data_b = await read(request)
+) -> Response:
+    data_a, data_b = await read(request, settings)
     return await _estimate(estimator, aligner, data_a, data_b, q)
 
 
@@ -337,6 +324,6 @@ async def estimate_json(
     estimator: EstimatorDep,
     aligner: AlignerDep,
     q: Annotated[EstimateQuery, Depends()],
-) -> EstimateResponse:
-    data_a, data_b = await run_in_threadpool(_from_base64, req)
+) -> Response:
+    data_a, data_b = await offload(_from_base64, req)
     return await _estimate(estimator, aligner, data_a, data_b, q)

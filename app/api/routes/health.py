@@ -9,11 +9,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from app import __version__
+from app.api.routing import CheckedRoute
 from app.api.state import EnginesDep, LifecycleDep
 from app.core.lifecycle import Phase
 from app.core.metrics import render_latest
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], route_class=CheckedRoute)
 
 
 class Health(BaseModel):

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from app.api.deps import SettingsDep
+from app.api.responses import json_response
+from app.api.routing import CheckedRoute
 from app.api.schemas.pose_loss import (
     PoseLossGradients,
     PoseLossRequest,
     PoseLossResponse,
     PoseSet,
 )
+from app.core.config import Settings
+from app.services.admission import offload
 from app.services.pose_loss import Poses, compute_pose_loss
 
-router = APIRouter(tags=["pose loss"])
+router = APIRouter(tags=["pose loss"], route_class=CheckedRoute)
 
 DESCRIPTION = """Homography-based pose loss (Boittiaux et al., RA-L 2022): for each pair, the mean
 over planes facing the true camera at depths x in [xmin, xmax] of ‖I − H(x)‖_F², in closed form
@@ -37,8 +41,12 @@ def _poses(side: PoseSet) -> Poses:
         422: {"description": "Invalid input; `detail[].loc` names the field"},
     },
 )
-def pose_loss(req: PoseLossRequest, settings: SettingsDep) -> PoseLossResponse:
-    # A plain ``def``: FastAPI runs it in its thread pool, off the event loop.
+async def pose_loss(req: PoseLossRequest, settings: SettingsDep) -> Response:
+    return await offload(_answer, req, settings)
+
+
+def _answer(req: PoseLossRequest, settings: Settings) -> Response:
+    """The loss and the serialised answer, in the pose-loss class's worker thread."""
     out = compute_pose_loss(
         _poses(req.estimated),
         _poses(req.true),
@@ -56,7 +64,7 @@ def pose_loss(req: PoseLossRequest, settings: SettingsDep) -> PoseLossResponse:
             position=out.grad_position.tolist(),
             **{out.rotation_kind: out.grad_rotation.tolist()},
         )
-    return PoseLossResponse(
+    resp = PoseLossResponse(
         count=out.count,
         mean=float(out.loss.mean()),
         loss=out.loss.tolist(),
@@ -67,3 +75,4 @@ def pose_loss(req: PoseLossRequest, settings: SettingsDep) -> PoseLossResponse:
         xmax=out.xmax.tolist(),
         gradients=grads,
     )
+    return json_response(resp)

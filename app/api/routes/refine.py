@@ -2,26 +2,77 @@
 
 from __future__ import annotations
 
-import json
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, File, Form, UploadFile
-from pydantic import ValidationError
+from fastapi import APIRouter, Request, Response
+from pydantic import TypeAdapter, ValidationError
 
+from app.api.bodies import media_type
 from app.api.deps import AlignerDep, SettingsDep
+from app.api.responses import json_response
+from app.api.routing import CheckedRoute
 from app.api.schemas.refine import (
     RefineJsonRequest,
     RefineOptionsIn,
     RefineResponse,
     refine_response,
 )
+from app.api.uploads import MultipartPolicy, read_multipart
 from app.core.config import Settings
 from app.core.errors import DomainError
 from app.core.metrics import ITEMS
+from app.services.admission import offload
 from app.services.images import decode_base64
 from app.services.refine import Aligner, refine_images, refine_options
 
-router = APIRouter(tags=["refine"])
+router = APIRouter(tags=["refine"], route_class=CheckedRoute)
+
+POLICY = MultipartPolicy(
+    files=("image_a", "image_b", "mask"),
+    required=("image_a", "image_b"),
+    fields=("init", "options"),
+)
+_MAX_FIELD_CHARS = 4096  # a 3x3 matrix or the options object needs far fewer
+_INIT = TypeAdapter(list[list[float]])  # finiteness, shape: app.alignment.check_homography
+_OPTIONS = TypeAdapter(dict[str, Any])
+
+_MULTIPART_SCHEMA = {
+    "type": "object",
+    "required": ["image_a", "image_b"],
+    "properties": {
+        "image_a": {"type": "string", "format": "binary", "description": "Image A (the template)."},
+        "image_b": {"type": "string", "format": "binary", "description": "Image B."},
+        "init": {
+            "type": "string",
+            "description": "JSON 3x3 start b_H_a (A pixel -> B pixel); default: identity.",
+            "examples": ["[[1, 0, 12.5], [0, 1, -4], [0, 0, 1]]"],
+        },
+        "options": {
+            "type": "string",
+            "description": "JSON object of solver options (see RefineOptionsIn).",
+            "examples": ['{"max_seconds": 2, "robust": "huber", "overlay": true}'],
+        },
+        "mask": {
+            "type": "string",
+            "format": "binary",
+            "description": "Optional image of A's size; nonzero = use.",
+        },
+    },
+}
+_OPENAPI_EXTRA: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": _MULTIPART_SCHEMA,
+                "encoding": {
+                    f: {"contentType": "image/*, application/octet-stream"}
+                    for f in ("image_a", "image_b", "mask")
+                },
+            }
+        },
+    }
+}
 
 DESCRIPTION = """Refine the homography `b_H_a` (A pixel -> B pixel, the convention of `/estimate`
 and `/solve`: `cv2.warpPerspective(image_a, b_H_a, (W_b, H_b))` lines A up with B) so that B
@@ -54,7 +105,8 @@ def _run(
     mask: bytes | None,
     settings: Settings,
     aligner: Aligner | None,
-) -> RefineResponse:
+) -> Response:
+    """The refinement and the serialised answer, in the refine class's worker thread."""
     values = opts.model_dump()
     overlay = values.pop("overlay")
     out = refine_images(
@@ -68,23 +120,32 @@ def _run(
         overlay=overlay,
     )
     ITEMS.labels("refine").inc()
-    return refine_response(out)
+    return json_response(refine_response(out))
 
 
-def _json_field(text: str | None, name: str) -> Any:
+def _json_text(text: str | None, name: str, adapter: TypeAdapter) -> Any:
+    """A small JSON form field, parsed by pydantic-core (bounded nesting, no Python recursion,
+    big numbers refused): None when absent or blank, a :class:`DomainError` naming it when it
+    is not what ``adapter`` expects."""
     if text is None or not text.strip():
         return None
+    if len(text) > _MAX_FIELD_CHARS:
+        raise DomainError(
+            f"{name}: {len(text)} characters, over the {_MAX_FIELD_CHARS} this field may hold",
+            "invalid",
+            name,
+        )
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DomainError(f"{name}: not valid JSON ({exc.msg})", "invalid", name) from exc
+        return adapter.validate_json(text)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        where = "".join(f"[{p}]" for p in err["loc"])
+        raise DomainError(f"{name}{where}: {err['msg']}", "invalid", name) from None
 
 
 def _options_field(text: str | None) -> RefineOptionsIn:
     """The multipart ``options`` field: a JSON object checked by :class:`RefineOptionsIn`."""
-    raw = _json_field(text, "options") or {}
-    if not isinstance(raw, dict):
-        raise DomainError("options: must be a JSON object", "invalid", "options")
+    raw = _json_text(text, "options", _OPTIONS) or {}
     try:
         return RefineOptionsIn.model_validate(raw)
     except ValidationError as exc:
@@ -98,36 +159,32 @@ def _options_field(text: str | None) -> RefineOptionsIn:
     response_model=RefineResponse,
     summary="Refine a homography photometrically (multipart upload)",
     description=DESCRIPTION,
+    openapi_extra=_OPENAPI_EXTRA,
     responses=_ERRORS,
 )
-def refine(
-    settings: SettingsDep,
-    aligner: AlignerDep,
-    image_a: Annotated[UploadFile, File(description="Image A (the template).")],
-    image_b: Annotated[UploadFile, File(description="Image B.")],
-    init: Annotated[
-        str | None,
-        Form(
-            description="JSON 3x3 start b_H_a (A pixel -> B pixel); default: identity.",
-            examples=["[[1, 0, 12.5], [0, 1, -4], [0, 0, 1]]"],
-        ),
-    ] = None,
-    options: Annotated[
-        str | None,
-        Form(
-            description="JSON object of solver options (see RefineOptionsIn).",
-            examples=['{"max_seconds": 2, "robust": "huber", "overlay": true}'],
-        ),
-    ] = None,
-    mask: Annotated[
-        UploadFile | None, File(description="Optional image of A's size; nonzero = use.")
-    ] = None,
-) -> RefineResponse:
-    """Plain ``def``: FastAPI runs it in the thread pool, off the event loop."""
-    opts = _options_field(options)
-    data_a, data_b = image_a.file.read(), image_b.file.read()
-    data_m = mask.file.read() if mask is not None else None
-    return _run(data_a, data_b, _json_field(init, "init"), opts, data_m, settings, aligner)
+async def refine(request: Request, settings: SettingsDep, aligner: AlignerDep) -> Response:
+    """Files ``image_a``, ``image_b`` (and ``mask``), text fields ``init`` and ``options``."""
+    media = media_type(request)
+    if media != "multipart/form-data":
+        raise DomainError(
+            f"content type {media or '(none)'!r} is not supported: send multipart/form-data "
+            "(files image_a, image_b) or use POST /refine/json",
+            "unsupported",
+        )
+    parts = await read_multipart(request, POLICY)
+    opts = _options_field(parts.fields.get("options"))
+    init = _json_text(parts.fields.get("init"), "init", _INIT)
+    files = parts.files
+    return await offload(
+        _run,
+        files["image_a"],
+        files["image_b"],
+        init,
+        opts,
+        files.get("mask"),
+        settings,
+        aligner,
+    )
 
 
 @router.post(
@@ -137,10 +194,14 @@ def refine(
     description=DESCRIPTION,
     responses=_ERRORS,
 )
-def refine_json(
+async def refine_json(
     req: RefineJsonRequest, settings: SettingsDep, aligner: AlignerDep
-) -> RefineResponse:
+) -> Response:
     """The same as ``POST /refine`` with the images as base64 strings."""
+    return await offload(_run_json, req, settings, aligner)
+
+
+def _run_json(req: RefineJsonRequest, settings: Settings, aligner: Aligner | None) -> Response:
     data_a = decode_base64(req.image_a, "image_a")
     data_b = decode_base64(req.image_b, "image_b")
     data_m = decode_base64(req.mask, "mask") if req.mask is not None else None

@@ -7,14 +7,17 @@ from typing import Annotated, Literal
 
 import numpy as np
 from fastapi import APIRouter, Query, Request, Response
-from starlette.concurrency import run_in_threadpool
 
+from app.api.bodies import read_body
 from app.api.deps import SettingsDep
-from app.api.responses import ChunkedResponse
+from app.api.responses import ChunkedResponse, json_response
+from app.api.routing import CheckedRoute
 from app.api.schemas.solve import SolveRequest, SolveResponse
+from app.core.config import Settings
 from app.core.errors import DomainError
 from app.core.metrics import ITEMS
 from app.geometry.reasons import describe
+from app.services.admission import offload
 from app.services.arrays import npz_chunks
 from app.services.solve import (
     RansacOptions,
@@ -26,14 +29,15 @@ from app.services.solve import (
     solve_robust,
 )
 
-router = APIRouter(tags=["solve"])
+router = APIRouter(tags=["solve"], route_class=CheckedRoute)
 
 NPZ_DOC = """Binary batch path for large batches (1,000,000 items in one request).
 
 Body: a `.npz` with arrays `src` and `dst` of shape (B, 4, 2), or a `.npy` of shape (B, 2, 4, 2)
 (`[:, 0]` source, `[:, 1]` target); float32 or float64 (integers are converted to float64).
 Response: an uncompressed `.npz` with `dst_H_src` (B, 3, 3) in the output dtype (zeros where
-invalid), `valid` (B,) bool and `reason` (B,) uint8 codes (0 ok, see `reason_codes` below), readable
+invalid; (B, 8) without the constant H33 with `compact=true`), `valid` (B,) bool and `reason`
+(B,) uint8 codes (0 ok, see `reason_codes` below), readable
 with `np.load(io.BytesIO(body), allow_pickle=False)`. Headers `X-Count` and `X-Valid-Count`.
 
 Reason codes: 1 non_finite_input, 2 repeated_source_point, 3 collinear_source,
@@ -41,7 +45,8 @@ Reason codes: 1 non_finite_input, 2 repeated_source_point, 3 collinear_source,
 8 singular_system."""
 
 
-def _run_json(req: SolveRequest) -> SolveOutput:
+def _run_json(req: SolveRequest, settings: Settings) -> SolveOutput:
+    check_point_lists(req.src, req.dst, req.method, req.robust, settings)
     dtype = np.float32 if req.dtype == "float32" else np.float64
     if req.robust:
         opts = RansacOptions(**req.ransac.model_dump())
@@ -66,14 +71,18 @@ def _run_json(req: SolveRequest) -> SolveOutput:
         422: {"description": "Wrong shapes, too few points, non-numeric values, batch too large"},
     },
 )
-async def solve(req: SolveRequest, settings: SettingsDep) -> SolveResponse:
+async def solve(req: SolveRequest, settings: SettingsDep) -> Response:
     """Solve B items at once. ``aca`` (default) and ``sks`` are exact 4-point solvers; ``dlt`` is
     the normalised least-squares fit for N >= 4; ``robust`` runs RANSAC (ACA hypotheses, MSAC
     score, seedable) and refits the inliers. Degenerate items come back with ``valid: false``,
     ``dst_H_src: null`` and a ``reason``; the rest of the batch is still solved."""
-    check_point_lists(req.src, req.dst, req.method, req.robust, settings)
+    return await offload(_answer_json, req, settings)
+
+
+def _answer_json(req: SolveRequest, settings: Settings) -> Response:
+    """Checks, solve and the serialised answer, all in the worker thread."""
     start = time.perf_counter()
-    out = await run_in_threadpool(_run_json, req)
+    out = _run_json(req, settings)
     elapsed = (time.perf_counter() - start) * 1e3
     ITEMS.labels("solve").inc(len(req.src))
     valid = out.valid
@@ -94,26 +103,7 @@ async def solve(req: SolveRequest, settings: SettingsDep) -> SolveResponse:
         resp.rms_error = [
             float(e) if v else None for e, v in zip(out.rms_error, valid.tolist(), strict=True)
         ]
-    return resp
-
-
-async def read_body(request: Request) -> bytes | np.ndarray:
-    """The request body, copied once into a buffer sized from Content-Length when it is given
-    (Starlette's ``body()`` keeps every chunk and joins them: a second full copy)."""
-    length = request.headers.get("content-length")
-    if length is None or not length.isdigit():
-        return await request.body()
-    buf = np.empty(int(length), np.uint8)  # not zero-filled: every byte is written below
-    pos = 0
-    async for chunk in request.stream():
-        end = pos + len(chunk)
-        if end > len(buf):
-            raise DomainError("body is longer than its Content-Length", "malformed", "body")
-        buf[pos:end] = np.frombuffer(chunk, np.uint8)
-        pos = end
-    if pos != len(buf):
-        raise DomainError(f"body ended after {pos} of {len(buf)} bytes", "malformed", "body")
-    return buf
+    return json_response(resp)
 
 
 @router.post(
@@ -149,26 +139,38 @@ async def solve_batch(
     dtype: Annotated[
         Literal["input", "float64", "float32"], Query(description="Output dtype.")
     ] = "input",
+    compact: Annotated[
+        bool,
+        Query(
+            description="Answer dst_H_src as (B, 8): the first eight entries row-major, the "
+            "constant H33 = 1 left out (normalize=h33 only); with dtype=float32, 0.44x the bytes."
+        ),
+    ] = False,
 ) -> Response:
+    if compact and normalize != "h33":
+        raise DomainError(
+            "compact=true leaves out H33, which is 1 only with normalize=h33", "invalid", "compact"
+        )
     body = await read_body(request)
-    src, dst = arrays_from_body(body, settings)
-    if dtype == "input":
-        out_dtype = np.float32 if src.dtype == np.float32 else np.float64
-    else:
-        out_dtype = np.float32 if dtype == "float32" else np.float64
 
-    def work() -> tuple[list[bytes | memoryview], int, int]:
+    def work() -> tuple[list[bytes | memoryview], int, int, int]:
+        src, dst = arrays_from_body(body, settings)  # inflates and checks CRCs: off the loop
+        if dtype == "input":
+            out_dtype = np.float32 if src.dtype == np.float32 else np.float64
+        else:
+            out_dtype = np.float32 if dtype == "float32" else np.float64
         out = solve_minimal(src, dst, method, normalize, out_dtype)
         valid = out.valid
-        arrays = {"dst_H_src": out.dst_H_src, "valid": valid, "reason": out.reason}
+        H = out.dst_H_src.reshape(len(valid), 9)[:, :8] if compact else out.dst_H_src
+        arrays = {"dst_H_src": H, "valid": valid, "reason": out.reason}
         chunks, length = npz_chunks(arrays)
-        return chunks, length, int(valid.sum())
+        return chunks, length, len(valid), int(valid.sum())
 
-    chunks, length, valid_count = await run_in_threadpool(work)
-    ITEMS.labels("solve").inc(src.shape[0])
+    chunks, length, count, valid_count = await offload(work)
+    ITEMS.labels("solve").inc(count)
     return ChunkedResponse(
         chunks,
         length,
         media_type="application/x-npz",
-        headers={"X-Count": str(src.shape[0]), "X-Valid-Count": str(valid_count)},
+        headers={"X-Count": str(count), "X-Valid-Count": str(valid_count)},
     )

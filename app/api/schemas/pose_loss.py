@@ -6,6 +6,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from app.core.config import Settings
+from app.services.json_scan import JsonBudget
+
 # Bounds keep every result finite in float64 (no overflow to inf in the loss or its gradients).
 MAX_COORDINATE = 1e9
 MIN_DEPTH, MAX_DEPTH = 1e-9, 1e9
@@ -90,6 +93,21 @@ class PoseLossRequest(BaseModel):
     gradients: bool = Field(
         False, description="Also return d loss_i / d (estimated position, rotation) per pair."
     )
+
+    @classmethod
+    def json_budget(cls, settings: Settings) -> JsonBudget:
+        """Checked on the raw text before parsing: the per-pair arrays (positions, quaternions,
+        rotations) open at depth 3, rotation rows at depth 4, depth lists at depth 2."""
+        pairs = settings.max_pose_batch
+        msg = f"more arrays than {{limit}} at this depth: over the limit of {pairs} pairs"
+        return JsonBudget(
+            max_depth=10,
+            max_arrays={
+                2: (pairs + 8, "depths", msg),
+                3: (4 * pairs, "estimated.position", msg),
+                4: (6 * pairs, "estimated.rotation", msg),
+            },
+        )
 
 
 class PoseLossGradients(BaseModel):

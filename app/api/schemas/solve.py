@@ -6,6 +6,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.core.config import Settings
+from app.services.json_scan import JsonBudget
+
 Point = tuple[float, float]
 Row3 = Annotated[list[float], Field(min_length=3, max_length=3)]
 Matrix3 = Annotated[list[Row3], Field(min_length=3, max_length=3, description="3x3, row-major")]
@@ -44,6 +47,39 @@ class SolveRequest(BaseModel):
     normalize: Literal["h33", "frobenius"] = "h33"
     dtype: Literal["float64", "float32"] = "float64"
     ransac: RansacParams = Field(default_factory=RansacParams)
+
+    @classmethod
+    def json_budget(cls, settings: Settings) -> JsonBudget:
+        """Checked on the raw text before parsing: items are the arrays at depth 2 (``src``'s
+        and ``dst``'s), points those at depth 3."""
+        items = settings.max_solve_json_batch
+        points = max(4 * items, settings.max_robust_work)
+        return JsonBudget(
+            max_depth=8,
+            max_arrays={
+                2: (
+                    2 * items,
+                    "src",
+                    "more than {limit} items in src and dst together: a batch exceeds the JSON "
+                    f"limit of {items} items; send large batches to POST /solve/batch as .npz",
+                ),
+                3: (
+                    2 * points,
+                    "src",
+                    "more than {limit} points in src and dst together: over the limit of "
+                    f"{points} points per batch",
+                ),
+            },
+            per_parent={
+                3: (
+                    2,
+                    settings.max_points_per_item,
+                    "src",
+                    "{count} points in src and dst, more than their items may hold "
+                    f"({{limit}}): an item has at most {settings.max_points_per_item} points",
+                )
+            },
+        )
 
 
 class SolveResponse(BaseModel):
