@@ -4,8 +4,11 @@ the 3-point affine transform.
 All functions take target/source points as ``(B, 4, 2)`` (or ``(B, 3, 2)``) pixel coordinates and
 return ``dst_H_src`` with ``x_dst ~ dst_H_src @ x_src`` (see ``app.geometry`` for conventions).
 NumPy inputs (and CPU tensors that need no gradient) run on the Numba kernels: parallel over the
-batch, float64 arithmetic inside, results in the input dtype. Tensors on a GPU, or that require
-grad, run the same algebra as vectorised torch ops (``aca_torch``).
+batch, results in the input dtype; float64 arithmetic inside, except the default ACA (H33 = 1) on
+float32 input, which computes in float32 in a conditioned frame (its error is that of rounding
+the float64 answer to float32, within a small factor) and sends flagged items to float64.
+Tensors on a GPU, or that require grad, run the same algebra as vectorised torch ops
+(``aca_torch``).
 
 ACA (affine-core-affine) computes ``H = A2^-1 C A1`` with no division and no linear system; SKS
 (similarity-kernel-similarity) computes ``H = S2^-1 K S1``. Both are exact for any four points in
@@ -99,7 +102,8 @@ def solve_four_point(
         dst: same shape, the corresponding target points, in the same order.
         method: ``"aca"`` (default; 85 flops, no division) or ``"sks"``.
         normalize: ``"h33"`` (H[2, 2] = 1) or ``"frobenius"`` (unit norm, H[2, 2] >= 0).
-        dtype: float64 (default for non-float32 inputs) or float32; arithmetic is float64 inside.
+        dtype: float64 (default for non-float32 inputs) or float32 (half the bytes; ACA with
+            ``normalize="h33"`` then computes in float32, the other paths in float64).
 
     Returns:
         :class:`FourPointResult` with ``dst_H_src`` (B, 3, 3).
