@@ -351,21 +351,6 @@ def _evaluate_torch(
     return _Evaluation(cost, grad.cpu().numpy(), hess.cpu().numpy(), int(n), sq / var_t)
 
 
-def _update(dp: np.ndarray) -> np.ndarray:
-    """8 parameters -> the (3, 3) incremental warp in normalised template coordinates."""
-    dW = np.eye(3)
-    dW.flat[:8] += dp
-    return dW
-
-
-def _corner_motion(tpl: _Template, dW: np.ndarray) -> float:
-    """Largest displacement (level pixels) of A's corners under the normalised warp ``dW``."""
-    q = dW @ tpl.corners
-    with np.errstate(all="ignore"):
-        d = q[:2] / q[2:] - tpl.corners[:2]
-        return float(np.sqrt((d * d).sum(axis=0)).max()) * tpl.scale
-
-
 class _Clock:
     def __init__(self, opts: RefineOptions, total_budget: int) -> None:
         self.start = time.perf_counter()
@@ -419,22 +404,13 @@ def _align_level(
         else:
             accepted = (H, ev)
             lam = max(lam * 0.1, 1e-7) if lm else 0.0
-        A = ev.hess + lam * np.diag(np.diag(ev.hess)) if lm else ev.hess.copy()
-        A.flat[::9] += 1e-12 * A.diagonal().max()
-        try:
-            if dof == 8:
-                dp = np.linalg.solve(A, ev.grad)
-            else:
-                dp = np.zeros(8)
-                dp[free] = np.linalg.solve(A[np.ix_(free, free)], ev.grad[free])
-            dW = _update(dp)
-            step = _corner_motion(tpl, dW)
-            if not math.isfinite(step):
-                break
-            H = H @ norm_inv @ np.linalg.inv(dW) @ tpl.norm
-        except np.linalg.LinAlgError:
+        H_next = np.empty((3, 3))
+        step = K.damped_step(
+            ev.hess, ev.grad, lam, free, H, tpl.norm, norm_inv, tpl.corners, tpl.scale, H_next
+        )
+        if not math.isfinite(step):  # a singular system or a step to infinity
             break
-        H = H / H[2, 2]
+        H = H_next
         if step < tol:
             converged = True
             break
