@@ -128,6 +128,44 @@ def classical(kind: str):
     return run
 
 
+def bench_decode(repeats: int = 15) -> list[tuple[str, float, float, str]]:
+    """One image decoded in-process, best of ``repeats`` (ms): what /estimate did before
+    (colour, then ``cv2.cvtColor``) against what it does now (straight to gray; for
+    ``method=network`` without refinement a JPEG at the reduced size the network and the
+    scoring still need, with the default settings)."""
+    from app.core.config import Settings
+    from app.inference.preprocess import PATCH_SIZE
+    from app.services.images import MinimumSize, decode_pixels, read_header, reduction_for
+
+    need = MinimumSize(PATCH_SIZE, PATCH_SIZE, Settings().estimate_work_pixels)
+    photo = load_photos()[0]
+
+    def best(fn) -> float:
+        fn()
+        out = float("inf")
+        for _ in range(repeats):
+            t = time.perf_counter()
+            fn()
+            out = min(out, time.perf_counter() - t)
+        return out * 1e3
+
+    rows = []
+    for fmt, size in ((".png", (640, 480)), (".jpg", (640, 480)), (".jpg", (4032, 3024))):
+        img = cv2.resize(photo, size, interpolation=cv2.INTER_CUBIC)
+        params = [cv2.IMWRITE_JPEG_QUALITY, 90] if fmt == ".jpg" else []
+        data = cv2.imencode(fmt, img, params)[1].tobytes()
+        raw = np.frombuffer(data, np.uint8)
+        header = read_header(data, "image", max_pixels=10**9)
+        s = reduction_for(header, need)
+        before = best(
+            lambda raw=raw: cv2.cvtColor(cv2.imdecode(raw, cv2.IMREAD_COLOR), cv2.COLOR_BGR2GRAY)
+        )
+        now = best(lambda d=data, h=header, s=s: decode_pixels(d, h, "image", reduction=s))
+        how = "gray" + (f", 1/{s} size" if s > 1 else "")
+        rows.append((f"{fmt[1:].upper()} {size[0]}x{size[1]}", before, now, how))
+    return rows
+
+
 def stats_ms(seconds: list[float]) -> tuple[float, float]:
     return float(np.percentile(seconds, 50) * 1e3), float(np.percentile(seconds, 95) * 1e3)
 
@@ -474,6 +512,13 @@ def main() -> None:
             f"/ ORB+RANSAC p50 = {est / orb:.2f}; throughput c=8 / c=1 = {gain:.2f}x; "
             f"target p50 <= SIFT: {'met' if est <= sift else 'NOT met'}"
         )
+    print()
+    print("Decode of one upload, in-process (before: colour then cvtColor; now: /estimate's):")
+    print()
+    print("| image | before ms | now ms | now | before / now |")
+    print("|---|---:|---:|---|---:|")
+    for name, before, now, how in bench_decode():
+        print(f"| {name} | {before:.2f} | {now:.2f} | {how} | {before / now:.2f}x |")
     print_methods(methods, len(hard), graf is not None)
     if args.json:
         payload = {"model": info, "results": results, "methods": methods}

@@ -5,7 +5,7 @@ are :class:`app.core.errors.DomainError`s (the batcher's are too).
 Pipeline per request (CPU work in threads, never on the event loop):
 
 1. decode both images (header checks first, see :func:`app.services.images.read_header`)
-   straight to gray; with ``method="network"`` and no refinement, JPEGs at 1/2, 1/4 or 1/8 of
+   to gray (:func:`app.services.images.decode_pixels`); with ``method="network"`` and no refinement, JPEGs at 1/2, 1/4 or 1/8 of
    their resolution (in the DCT) when that still leaves the network its P x P input and the
    scoring its working pixels (both images at one factor); every matrix is then computed in the
    decoded pixels and moved to the full resolution with the exact map

@@ -1,10 +1,12 @@
 """Decode uploaded images safely: the format and pixel count are read from the header (Pillow,
 lazily) before any pixel is decoded, so a decompression bomb is refused without inflating it.
 
-Gray images are decoded straight to gray (no colour buffer). A caller that needs less than the
-full resolution (the network alone) can have JPEGs decoded at 1/2, 1/4 or 1/8 of it in the DCT
-(``cv2.IMREAD_REDUCED_GRAYSCALE_*``, a fraction of the work): :func:`reduction_for` picks the
-factor from the header, :class:`DecodedImage` keeps the full size and the exact pixel map."""
+Gray output comes straight from the decoder for JPEG (its luma plane, no colour conversion) and
+through ``cv2.cvtColor`` for the other formats (decoded as stored: gray stays gray). A caller
+that needs less than the full resolution (the network alone) can have JPEGs decoded at 1/2, 1/4
+or 1/8 of it in the DCT (``cv2.IMREAD_REDUCED_GRAYSCALE_*``, a fraction of the work):
+:func:`reduction_for` picks the factor from the header, :class:`DecodedImage` keeps the full
+size and the exact pixel map."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from app.core.errors import DomainError
-from app.imaging import resize_matrix
+from app.imaging import resize_matrix, to_gray
 
 # Pillow only reads headers here; the pixel limit is ours (settings.max_image_pixels), checked
 # before OpenCV decodes anything, so Pillow's own bomb check (a warning past 89.5 Mpx that would
@@ -183,11 +185,18 @@ def read_header(data: bytes, field: str, *, max_pixels: int, min_side: int = 16)
 def decode_pixels(
     data: bytes, header: ImageHeader, field: str, *, gray: bool = True, reduction: int = 1
 ) -> DecodedImage:
-    """The pixels of an image whose header :func:`read_header` accepted: gray (decoded straight
-    to gray) or BGR; a JPEG at 1/``reduction`` of its resolution (gray only; a decode whose
-    size is not the one expected falls back to full resolution)."""
-    reduced = reduction > 1 and gray and header.format == "JPEG"
-    flags = _REDUCED[reduction] if reduced else cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR
+    """The pixels of an image whose header :func:`read_header` accepted: gray (a JPEG's luma
+    straight from the decoder, other formats converted with ``cv2.cvtColor``) or BGR; a JPEG
+    at 1/``reduction`` of its resolution (gray only; a decode whose size is not the one
+    expected falls back to full resolution)."""
+    jpeg = header.format == "JPEG"
+    reduced = reduction > 1 and gray and jpeg
+    if reduced:
+        flags = _REDUCED[reduction]
+    elif gray:  # libjpeg hands out its luma plane; libpng's own conversion saves nothing
+        flags = cv2.IMREAD_GRAYSCALE if jpeg else cv2.IMREAD_ANYCOLOR
+    else:
+        flags = cv2.IMREAD_COLOR
     fmt = header.format
     try:
         pixels = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
@@ -205,6 +214,8 @@ def decode_pixels(
         )
     if pixels.dtype != np.uint8:  # 16-bit PNG/TIFF
         pixels = cv2.convertScaleAbs(pixels, alpha=255.0 / max(1.0, float(pixels.max())))
+    if gray and pixels.ndim == 3:  # a colour image decoded as stored: cv2.cvtColor's weights
+        pixels = to_gray(pixels)
     if not reduced:
         return DecodedImage(pixels, fmt)
     w, h = header.size
