@@ -489,11 +489,11 @@ def transfer_error_kernel_serial(H, src, dst, out):
 # ---------------------------------------------------------------------------------------------
 # ACA with H33 = 1, the common case, tiled. Per block of _BLOCK items: the points are transposed
 # 8 items at a time from their (4, 2) rows into lanes (``inb``: one row per coordinate), a
-# branch-free loop computes the block lane-parallel into ``buf`` (8 entries of H / H33 and the
-# general-position margin), the entries are transposed back into the (3, 3) rows of H, and the
-# few flagged items (degenerate, H33 ~ 0, non-finite) go through the per-item path above, which
-# classifies them exactly in float64. An item's result does not depend on its place in the batch
-# (a last partial tile is filled lane by lane).
+# branch-free loop computes the block lane-parallel into ``buf`` (8 entries of H / H33) and
+# ``flags`` (general position, H33 usable), the entries are transposed back into the (3, 3)
+# rows of H, and the few flagged items (degenerate, H33 ~ 0, non-finite) go through the per-item
+# path above, which classifies them exactly in float64. An item's result does not depend on its
+# place in the batch (a last partial tile is filled lane by lane).
 #
 # float64 runs the arithmetic of ``_four_point_kernel_item`` in the same order (bit-identical).
 # float32 computes in float32 (twice the lanes, half the bytes), in a frame that keeps the
@@ -506,9 +506,11 @@ _LANE_ROWS = 16  # inb: sx0, sy0, ..., sx3, sy3, tx0, ..., ty3
 
 
 @nb.njit(inline="always", **_NB)
-def _aca_lanes_f64(inb, buf, m, tol2):
-    """Items 0..m-1 of a block: ``inb`` (16 * _BLOCK) coordinates by lane -> ``buf`` (9 * _BLOCK)
-    rows h00, h01, h02, h10, h11, h12, h20, h21 (H / H33) and the general-position margin."""
+def _aca_lanes_f64(inb, buf, flags, m, tol2, inv_tol):
+    """Items 0..m-1 of a block: ``inb`` (16 * _BLOCK) coordinates by lane -> ``buf`` (8 * _BLOCK)
+    rows h00, h01, h02, h10, h11, h12, h20, h21 (H / H33), and ``flags`` (_BLOCK,) OK, or
+    FLAGGED for an item the per-item path must redo (not in general position, or
+    |H33| <= h33_tol * max|H_ij|, i.e. max|H_ij / H33| >= 1 / h33_tol, or not finite)."""
     for j in range(m):
         sx0, sy0 = inb[j], inb[_BLOCK + j]
         sx1, sy1 = inb[2 * _BLOCK + j], inb[3 * _BLOCK + j]
@@ -533,19 +535,22 @@ def _aca_lanes_f64(inb, buf, m, tol2):
             sx0, sy0, nx, ny, px, py, f1, a3, b3, w1, tx0, ty0, tx1, ty1, tx2, ty2, a4, b4, w2
         )
         s = 1.0 / h22
-        buf[j] = h00 * s
-        buf[_BLOCK + j] = h01 * s
-        buf[2 * _BLOCK + j] = h02 * s
-        buf[3 * _BLOCK + j] = h10 * s
-        buf[4 * _BLOCK + j] = h11 * s
-        buf[5 * _BLOCK + j] = h12 * s
-        buf[6 * _BLOCK + j] = h20 * s
-        buf[7 * _BLOCK + j] = h21 * s
-        buf[8 * _BLOCK + j] = general
+        o00, o01, o02, o10 = h00 * s, h01 * s, h02 * s, h10 * s
+        o11, o12, o20, o21 = h11 * s, h12 * s, h20 * s, h21 * s
+        buf[j] = o00
+        buf[_BLOCK + j] = o01
+        buf[2 * _BLOCK + j] = o02
+        buf[3 * _BLOCK + j] = o10
+        buf[4 * _BLOCK + j] = o11
+        buf[5 * _BLOCK + j] = o12
+        buf[6 * _BLOCK + j] = o20
+        buf[7 * _BLOCK + j] = o21
+        big = max(abs(o00), abs(o01), abs(o02), abs(o10), abs(o11), abs(o12), abs(o20), abs(o21))
+        flags[j] = OK if general > 0.0 and big < inv_tol else FLAGGED
 
 
 @nb.njit(**{**_NB, "fastmath": {"contract"}})
-def _aca_lanes_f32(inb, buf, m, tol2):
+def _aca_lanes_f32(inb, buf, flags, m, tol2, inv_tol):
     """:func:`_aca_lanes_f64` in float32 arithmetic (fused multiply-adds allowed).
 
     With the sides n, p, q from each quad's first point (M1, M2 at the origin), the translations
@@ -581,16 +586,21 @@ def _aca_lanes_f32(inb, buf, m, tol2):
         l10, l11 = g10 * py - g11 * ny, g11 * nx - g10 * px
         l20, l21 = g20 * py - g21 * ny, g21 * nx - g20 * px
         s = one / (c33 * f1 - l20 * sx0 - l21 * sy0)  # 1 / H33 of T(M2) L T(-M1)
-        h20, h21 = l20 * s, l21 * s
-        buf[j] = l00 * s + tx0 * h20
-        buf[_BLOCK + j] = l01 * s + tx0 * h21
-        buf[2 * _BLOCK + j] = tx0 - (l00 * sx0 + l01 * sy0) * s
-        buf[3 * _BLOCK + j] = l10 * s + ty0 * h20
-        buf[4 * _BLOCK + j] = l11 * s + ty0 * h21
-        buf[5 * _BLOCK + j] = ty0 - (l10 * sx0 + l11 * sy0) * s
-        buf[6 * _BLOCK + j] = h20
-        buf[7 * _BLOCK + j] = h21
-        buf[8 * _BLOCK + j] = general
+        o20, o21 = l20 * s, l21 * s
+        o00, o01 = l00 * s + tx0 * o20, l01 * s + tx0 * o21
+        o10, o11 = l10 * s + ty0 * o20, l11 * s + ty0 * o21
+        o02 = tx0 - (l00 * sx0 + l01 * sy0) * s
+        o12 = ty0 - (l10 * sx0 + l11 * sy0) * s
+        buf[j] = o00
+        buf[_BLOCK + j] = o01
+        buf[2 * _BLOCK + j] = o02
+        buf[3 * _BLOCK + j] = o10
+        buf[4 * _BLOCK + j] = o11
+        buf[5 * _BLOCK + j] = o12
+        buf[6 * _BLOCK + j] = o20
+        buf[7 * _BLOCK + j] = o21
+        big = max(abs(o00), abs(o01), abs(o02), abs(o10), abs(o11), abs(o12), abs(o20), abs(o21))
+        flags[j] = OK if general > 0.0 and big < inv_tol else FLAGGED
 
 
 @nb.njit(inline="always", **_NB)
@@ -603,7 +613,8 @@ def _aca_h33_blocks(src, dst, H, reason, tol, h33_tol, first, stop):
     lane_tol2 = dt.type(tol2)
     inv_tol = dt.type(1.0 / h33_tol)
     inb = np.empty(_LANE_ROWS * _BLOCK, dt)
-    buf = np.empty(9 * _BLOCK, dt)
+    buf = np.empty(8 * _BLOCK, dt)
+    flags = np.empty(_BLOCK, np.uint8)
     for blk in range(first, stop):
         lo = blk * _BLOCK
         m = min(_BLOCK, n - lo)
@@ -619,27 +630,23 @@ def _aca_h33_blocks(src, dst, H, reason, tol, h33_tol, first, stop):
                     inb[(8 + k) * _BLOCK + j] = d8[8 * (lo + j) + k] if inside else 0.0
         lanes = m8 if m8 == m else m8 + 8
         if s8.itemsize == 8:  # resolved at compile time
-            _aca_lanes_f64(inb, buf, lanes, lane_tol2)
+            _aca_lanes_f64(inb, buf, flags, lanes, lane_tol2, inv_tol)
         else:
-            _aca_lanes_f32(inb, buf, lanes, lane_tol2)
+            _aca_lanes_f32(inb, buf, flags, lanes, lane_tol2, inv_tol)
         for t in range(0, m8, 8):
             transpose8(buf, t, _BLOCK, h9, 9 * (lo + t), 9)
         for j in range(m8, m):
             for k in range(8):
                 h9[9 * (lo + j) + k] = buf[k * _BLOCK + j]
+        flagged = 0
         for j in range(m):
             h9[9 * (lo + j) + 8] = 1.0
-        for j in range(m):
-            big = max(
-                abs(buf[j]), abs(buf[_BLOCK + j]), abs(buf[2 * _BLOCK + j]),
-                abs(buf[3 * _BLOCK + j]), abs(buf[4 * _BLOCK + j]), abs(buf[5 * _BLOCK + j]),
-                abs(buf[6 * _BLOCK + j]), abs(buf[7 * _BLOCK + j]),
-            )  # fmt: skip
-            # |H33| > h33_tol * max|H_ij|  <=>  max|H_ij / H33| < 1 / h33_tol (and finite)
-            reason[lo + j] = OK if buf[8 * _BLOCK + j] > 0.0 and big < inv_tol else FLAGGED
-        for j in range(m):
-            if reason[lo + j] == FLAGGED:
-                _four_point_kernel_item(lo + j, src, dst, H, reason, 0, 0, tol, h33_tol, tol2)
+            reason[lo + j] = flags[j]
+            flagged += flags[j]
+        if flagged:
+            for j in range(m):
+                if flags[j] != OK:
+                    _four_point_kernel_item(lo + j, src, dst, H, reason, 0, 0, tol, h33_tol, tol2)
 
 
 @nb.njit(parallel=True, **_NB)
