@@ -5,11 +5,12 @@ are :class:`app.core.errors.DomainError`s (the batcher's are too).
 Pipeline per request (CPU work in threads, never on the event loop):
 
 1. decode both images (header checks first, see :func:`app.services.images.read_header`)
-   to gray (:func:`app.services.images.decode_pixels`); with ``method="network"`` and no refinement, JPEGs at 1/2, 1/4 or 1/8 of
-   their resolution (in the DCT) when that still leaves the network its P x P input and the
-   scoring its working pixels (both images at one factor); every matrix is then computed in the
-   decoded pixels and moved to the full resolution with the exact map
-   (:attr:`app.services.images.DecodedImage.pixels_T_full`) before it is answered;
+   to gray (:func:`app.services.images.decode_pixels`); with ``method="network"`` and no
+   refinement, JPEGs at 1/2, 1/4 or 1/8 of their resolution (in the DCT) when that still
+   leaves the network its P x P input and the scoring its working pixels (both images at one
+   factor); every matrix is then computed in the decoded pixels and moved to the full
+   resolution with the exact map (:attr:`app.services.images.DecodedImage.pixels_T_full`)
+   before it is answered;
 2. ``prepare_pair`` -> one (2, P, P) normalised pair, queued to the micro-batcher;
 3. offsets ``o`` (4, 2) come back in pixels of the P x P network input: the content of patch B at
    square corner ``c_i`` is the content of patch A at ``c_i + o_i``;
