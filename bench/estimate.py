@@ -166,6 +166,40 @@ def bench_decode(repeats: int = 15) -> list[tuple[str, float, float, str]]:
     return rows
 
 
+def reduced_decode_accuracy(model: Path, pairs: list[Pair]) -> dict[str, float]:
+    """The network's corner error (image px) on ``pairs`` uploaded as JPEG (quality 95), from
+    the full decode and from the 1/2-size decode that method=network uses when the scoring's
+    working pixels allow it (both at 128x128 input, in-process, same ONNX model)."""
+    from app.inference.engine import OnnxHomographyEngine
+    from app.inference.homography import offsets_to_homography
+    from app.inference.preprocess import PATCH_SIZE, prepare_pair
+    from app.services.images import decode_pixels, read_header
+
+    engine = OnnxHomographyEngine(model, ["CPUExecutionProvider"])
+    errors: dict[str, list[float]] = {"full": [], "1/2": []}
+    for p in pairs:
+        jpgs = [
+            cv2.imencode(".jpg", im, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+            for im in (p.a, p.b)
+        ]
+        for name, s in (("full", 1), ("1/2", 2)):
+            a, b = (
+                decode_pixels(d, read_header(d, "x", max_pixels=10**9), "x", reduction=s)
+                for d in jpgs
+            )
+            off = engine.predict_batch(prepare_pair(a.pixels, b.pixels, PATCH_SIZE))["offsets"]
+            size = lambda im: (im.pixels.shape[1], im.pixels.shape[0])  # noqa: E731
+            H = offsets_to_homography(off[0].astype(np.float64), size(a), size(b), PATCH_SIZE)
+            H_full = np.linalg.inv(b.pixels_T_full) @ H.dst_H_src[0] @ a.pixels_T_full
+            corners = transform_points(H_full, image_corners(a.size))[0]
+            errors[name].append(float(np.linalg.norm(corners - p.corners_b, axis=1).mean()))
+    return {
+        f"{k} {stat}": float(f(v))
+        for k, v in errors.items()
+        for stat, f in (("mean", np.mean), ("median", np.median))
+    }
+
+
 def stats_ms(seconds: list[float]) -> tuple[float, float]:
     return float(np.percentile(seconds, 50) * 1e3), float(np.percentile(seconds, 95) * 1e3)
 
@@ -519,6 +553,13 @@ def main() -> None:
     print("|---|---:|---:|---|---:|")
     for name, before, now, how in bench_decode():
         print(f"| {name} | {before:.2f} | {now:.2f} | {how} | {before / now:.2f}x |")
+    acc = reduced_decode_accuracy(args.model, pairs[SIZES[-1]])
+    print()
+    print(
+        f"The network on the {len(pairs[SIZES[-1]])} 640x480 pairs uploaded as JPEG (q95), "
+        f"corner error mean / median (px): full decode {acc['full mean']:.2f} / "
+        f"{acc['full median']:.2f}, 1/2-size decode {acc['1/2 mean']:.2f} / {acc['1/2 median']:.2f}"
+    )
     print_methods(methods, len(hard), graf is not None)
     if args.json:
         payload = {"model": info, "results": results, "methods": methods}
