@@ -47,6 +47,7 @@ _NORMS = {"h33": 0, "frobenius": 1}
 # squared-distance ratio for coincident points. float32 inputs carry ~1e-7 relative rounding.
 _TOL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 1e-6}
 _H33_TOL = 1e-14
+_OK = int(Reason.OK)  # a plain int: comparing an array with the IntEnum is 10x slower
 # Below this many items a parallel launch costs more than it saves (thread wake-up, worse when
 # the cores are shared), so the single-threaded twin of each kernel runs instead.
 PARALLEL_MIN_ITEMS = 16_384
@@ -130,7 +131,7 @@ def solve_four_point(
     else:
         kernel = K.four_point_kernel if parallel else K.four_point_kernel_serial
         kernel(s, d, H, reason, _METHODS[method], _NORMS[normalize], _TOL[s.dtype], _H33_TOL)
-    return FourPointResult(H, reason == Reason.OK, reason)
+    return FourPointResult(H, reason == _OK, reason)
 
 
 def rect_to_quad(
@@ -158,7 +159,7 @@ def rect_to_quad(
     reason = np.empty(d.shape[0], dtype=np.uint8)
     kernel = K.rect_kernel if len(d) >= PARALLEL_MIN_ITEMS else K.rect_kernel_serial
     kernel(d, x0, y0, w, h, H, reason, _NORMS[normalize], _TOL[d.dtype], _H33_TOL)
-    return FourPointResult(H, reason == Reason.OK, reason)
+    return FourPointResult(H, reason == _OK, reason)
 
 
 def affine_from_3_points(
@@ -180,7 +181,7 @@ def affine_from_3_points(
     reason = np.empty(s.shape[0], dtype=np.uint8)
     kernel = K.affine_kernel if len(s) >= PARALLEL_MIN_ITEMS else K.affine_kernel_serial
     kernel(s, d, A, reason, _TOL[s.dtype])
-    return AffineResult(A, reason == Reason.OK, reason)
+    return AffineResult(A, reason == _OK, reason)
 
 
 def _conditioner(pts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
