@@ -9,12 +9,13 @@ PORT ?= 8000
 
 SAMPLES := $(VENV)/share/opencv-samples
 
-.PHONY: install serve test lint audit load clean samples
+.PHONY: install serve test lint audit load clean samples browser
 
-$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
+# the service and its Python client (client/, a package of its own: `pip install ./client`)
+$(VENV)/.installed: pyproject.toml client/pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[$(EXTRAS)]"
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[$(EXTRAS)]" -e ./client
 	touch $@
 
 install: $(VENV)/.installed
@@ -28,7 +29,12 @@ $(SAMPLES)/H1to3p.xml:
 
 samples: $(SAMPLES)/H1to3p.xml
 
-test: install samples
+# Debian's chromium + chromium-driver for the browser test (apt-get, as root); never fails:
+# without them tests/web/test_browser.py is skipped and says why
+browser:
+	-@bash scripts/browser.sh
+
+test: install samples browser
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports

@@ -12,11 +12,12 @@ from app import __version__
 from app.api.errors import install_error_handlers
 from app.api.middleware import BodyLimitMiddleware, ObservabilityMiddleware
 from app.api.router import api_router
-from app.api.security import ApiKeyMiddleware
+from app.api.security import OPEN_PATHS, ApiKeyMiddleware
 from app.core.config import Settings, get_settings
 from app.core.engines import EngineRegistry
 from app.core.logging import configure_logging
 from app.services.startup import build_engines, run_engines
+from app.web import pages
 
 DESCRIPTION = """
 Planar homographies as a service.
@@ -47,18 +48,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served by pages.install_web from local assets, not a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engines = EngineRegistry()
     install_error_handlers(app)
     app.include_router(api_router)
+    pages.install_web(app)
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=settings.max_body_bytes,
         max_json_bytes=settings.max_json_body_bytes,
     )
     if settings.api_key is not None:
-        app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key.get_secret_value())
+        app.add_middleware(
+            ApiKeyMiddleware,
+            api_key=settings.api_key.get_secret_value(),
+            open_paths=OPEN_PATHS | pages.OPEN_PATHS,
+            open_prefixes=pages.OPEN_PREFIXES,
+        )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
