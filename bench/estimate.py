@@ -128,6 +128,78 @@ def classical(kind: str):
     return run
 
 
+def bench_decode(repeats: int = 15) -> list[tuple[str, float, float, str]]:
+    """One image decoded in-process, best of ``repeats`` (ms): what /estimate did before
+    (colour, then ``cv2.cvtColor``) against what it does now (straight to gray; for
+    ``method=network`` without refinement a JPEG at the reduced size the network and the
+    scoring still need, with the default settings)."""
+    from app.core.config import Settings
+    from app.inference.preprocess import PATCH_SIZE
+    from app.services.images import MinimumSize, decode_pixels, read_header, reduction_for
+
+    need = MinimumSize(PATCH_SIZE, PATCH_SIZE, Settings().estimate_work_pixels)
+    photo = load_photos()[0]
+
+    def best(fn) -> float:
+        fn()
+        out = float("inf")
+        for _ in range(repeats):
+            t = time.perf_counter()
+            fn()
+            out = min(out, time.perf_counter() - t)
+        return out * 1e3
+
+    rows = []
+    for fmt, size in ((".png", (640, 480)), (".jpg", (640, 480)), (".jpg", (4032, 3024))):
+        img = cv2.resize(photo, size, interpolation=cv2.INTER_CUBIC)
+        params = [cv2.IMWRITE_JPEG_QUALITY, 90] if fmt == ".jpg" else []
+        data = cv2.imencode(fmt, img, params)[1].tobytes()
+        raw = np.frombuffer(data, np.uint8)
+        header = read_header(data, "image", max_pixels=10**9)
+        s = reduction_for(header, need)
+        before = best(
+            lambda raw=raw: cv2.cvtColor(cv2.imdecode(raw, cv2.IMREAD_COLOR), cv2.COLOR_BGR2GRAY)
+        )
+        now = best(lambda d=data, h=header, s=s: decode_pixels(d, h, "image", reduction=s))
+        how = "gray" + (f", 1/{s} size" if s > 1 else "")
+        rows.append((f"{fmt[1:].upper()} {size[0]}x{size[1]}", before, now, how))
+    return rows
+
+
+def reduced_decode_accuracy(model: Path, pairs: list[Pair]) -> dict[str, float]:
+    """The network's corner error (image px) on ``pairs`` uploaded as JPEG (quality 95), from
+    the full decode and from the 1/2-size decode that method=network uses when the scoring's
+    working pixels allow it (both at 128x128 input, in-process, same ONNX model)."""
+    from app.inference.engine import OnnxHomographyEngine
+    from app.inference.homography import offsets_to_homography
+    from app.inference.preprocess import PATCH_SIZE, prepare_pair
+    from app.services.images import decode_pixels, read_header
+
+    engine = OnnxHomographyEngine(model, ["CPUExecutionProvider"])
+    errors: dict[str, list[float]] = {"full": [], "1/2": []}
+    for p in pairs:
+        jpgs = [
+            cv2.imencode(".jpg", im, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+            for im in (p.a, p.b)
+        ]
+        for name, s in (("full", 1), ("1/2", 2)):
+            a, b = (
+                decode_pixels(d, read_header(d, "x", max_pixels=10**9), "x", reduction=s)
+                for d in jpgs
+            )
+            off = engine.predict_batch(prepare_pair(a.pixels, b.pixels, PATCH_SIZE))["offsets"]
+            size = lambda im: (im.pixels.shape[1], im.pixels.shape[0])  # noqa: E731
+            H = offsets_to_homography(off[0].astype(np.float64), size(a), size(b), PATCH_SIZE)
+            H_full = np.linalg.inv(b.pixels_T_full) @ H.dst_H_src[0] @ a.pixels_T_full
+            corners = transform_points(H_full, image_corners(a.size))[0]
+            errors[name].append(float(np.linalg.norm(corners - p.corners_b, axis=1).mean()))
+    return {
+        f"{k} {stat}": float(f(v))
+        for k, v in errors.items()
+        for stat, f in (("mean", np.mean), ("median", np.median))
+    }
+
+
 def stats_ms(seconds: list[float]) -> tuple[float, float]:
     return float(np.percentile(seconds, 50) * 1e3), float(np.percentile(seconds, 95) * 1e3)
 
@@ -474,6 +546,20 @@ def main() -> None:
             f"/ ORB+RANSAC p50 = {est / orb:.2f}; throughput c=8 / c=1 = {gain:.2f}x; "
             f"target p50 <= SIFT: {'met' if est <= sift else 'NOT met'}"
         )
+    print()
+    print("Decode of one upload, in-process (before: colour then cvtColor; now: /estimate's):")
+    print()
+    print("| image | before ms | now ms | now | before / now |")
+    print("|---|---:|---:|---|---:|")
+    for name, before, now, how in bench_decode():
+        print(f"| {name} | {before:.2f} | {now:.2f} | {how} | {before / now:.2f}x |")
+    acc = reduced_decode_accuracy(args.model, pairs[SIZES[-1]])
+    print()
+    print(
+        f"The network on the {len(pairs[SIZES[-1]])} 640x480 pairs uploaded as JPEG (q95), "
+        f"corner error mean / median (px): full decode {acc['full mean']:.2f} / "
+        f"{acc['full median']:.2f}, 1/2-size decode {acc['1/2 mean']:.2f} / {acc['1/2 median']:.2f}"
+    )
     print_methods(methods, len(hard), graf is not None)
     if args.json:
         payload = {"model": info, "results": results, "methods": methods}

@@ -1,10 +1,11 @@
-"""Photometric refinement from the identity: corner error and time of our coarse-to-fine
-inverse-compositional LM (``app.alignment``), the Kornia tutorial's Adam loop (6 levels x 100
-iterations, lr 1e-3, masked L1), OpenCV's single-scale ``findTransformECC`` and OpenCV 5's
-``findTransformECCMultiScale``, all on the same pairs in the same run.
+"""Photometric refinement: corner error and time of our coarse-to-fine inverse-compositional LM
+(``app.alignment``), the Kornia tutorial's Adam loop (6 levels x 100 iterations, lr 1e-3, masked
+L1), OpenCV's single-scale ``findTransformECC`` and OpenCV 5's ``findTransformECCMultiScale``,
+all on the same pairs in the same run; first from the identity, then from the same start.
 
-    .venv/bin/python bench/refine.py            # 8 photos x 2 magnitudes (about 5 minutes)
-    .venv/bin/python bench/refine.py --quick    # 2 photos x 2 magnitudes
+    .venv/bin/python bench/refine.py            # 8 photos x 2 magnitudes, 200 pairs (~8 min)
+    .venv/bin/python bench/refine.py --quick    # 2 photos x 2 magnitudes, 50 pairs
+    .venv/bin/python bench/refine.py --same-start-only --pairs 200
 
 Pairs: a scikit-image photo, gray, resized to 640x480 (A); B = cv2.warpPerspective(A, b_H_a)
 (bilinear, border reflected so that B has no black areas, which would bias ECC's blurred
@@ -14,11 +15,20 @@ returns b_H_a; the corner error is the mean distance of A's four corners mapped 
 and by the truth (px); a failure is an error > 1 px or an exception (ECC throws when it
 diverges). Times are per pair, wall clock, single-threaded torch and OpenCV by default (the
 machine is shared; ``--threads`` changes it for every method alike).
+
+The same start: ``--pairs`` held-out 128x128 pairs built as training's fixed test set
+(``training.data.fixed``: the test split of ``--photos``, gray at 320x240, a 128 px square whose
+corners move by up to +-32 px, seed 2016; scikit-image's photos, not held out, when the folder is
+absent), HomographyNet's answer (``--model``, ONNX Runtime) as every method's start, then ours
+(the options /estimate?refine=true uses), ``findTransformECC`` and ``findTransformECCMultiScale``
+from it (template A, input B, as above). Errors are corner errors of the 128 px patch; a
+failure is an error over 1 px or an exception; the time is per pair, the start excluded.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -32,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.alignment import align_tutorial_adam, refine_homography, to_tensor  # noqa: E402
-from app.geometry.points import image_corners  # noqa: E402
+from app.geometry.points import corner_distance, image_corners  # noqa: E402
 
 SIZE = (640, 480)
 PHOTOS = ["camera", "astronaut", "coffee", "chelsea", "brick", "rocket", "grass", "coins"]
@@ -78,8 +88,8 @@ def corner_error(H_est: np.ndarray | None, H_true: np.ndarray) -> float:
 # ---- methods: (A uint8, B uint8) -> b_H_a or None --------------------------------------------
 
 
-def ours(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return refine_homography(a, b, compute_errors=False).b_H_a
+def ours(a: np.ndarray, b: np.ndarray, init: np.ndarray | None = None) -> np.ndarray:
+    return refine_homography(a, b, init, compute_errors=False).b_H_a
 
 
 def tutorial(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -89,9 +99,10 @@ def tutorial(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 ECC_CRITERIA = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 100, 1e-6)
 
 
-def ecc(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
-    """Single scale, identity start: template A, input B; the warp maps A pixels to B pixels."""
-    warp = np.eye(3, dtype=np.float32)
+def ecc(a: np.ndarray, b: np.ndarray, init: np.ndarray | None = None) -> np.ndarray | None:
+    """Single scale, from ``init`` (identity): template A, input B; the warp maps A pixels to B
+    pixels."""
+    warp = np.eye(3, dtype=np.float32) if init is None else np.float32(init / init[2, 2])
     try:
         _, warp = cv2.findTransformECC(
             a.astype(np.float32),
@@ -107,12 +118,14 @@ def ecc(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
     return warp.astype(np.float64) / warp[2, 2]
 
 
-def ecc_multiscale(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
-    """OpenCV 5's pyramid ECC (default 4 levels), identity start."""
+def ecc_multiscale(
+    a: np.ndarray, b: np.ndarray, init: np.ndarray | None = None
+) -> np.ndarray | None:
+    """OpenCV 5's pyramid ECC (default levels and iterations per level), from ``init``."""
     params = cv2.ECCParameters()
     params.motionType = cv2.MOTION_HOMOGRAPHY
     params.criteria = ECC_CRITERIA
-    warp = np.eye(3, dtype=np.float32)
+    warp = np.eye(3, dtype=np.float32) if init is None else np.float32(init / init[2, 2])
     try:
         _, warp = cv2.findTransformECCMultiScale(
             a.astype(np.float32), b.astype(np.float32), warp, params
@@ -133,6 +146,12 @@ METHODS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray | None]] = {
 def main(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
+    if not args.same_start_only:
+        from_identity(args)
+    same_start(args)
+
+
+def from_identity(args: argparse.Namespace) -> None:
     photos = PHOTOS[:2] if args.quick else PHOTOS
     pairs = [
         (mag_name, name, *make_pair(name, mag, 1000 * k + i))
@@ -193,13 +212,112 @@ def main(args: argparse.Namespace) -> None:
             )
 
 
+# ---- the same start: HomographyNet's answer on held-out 128x128 pairs -------------------------
+
+SAME_START: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray | None]] = {
+    "ours: IC-LM, coarse to fine": ours,
+    "cv2.findTransformECC": ecc,
+    "cv2.findTransformECCMultiScale": ecc_multiscale,
+}
+
+
+def held_out_pairs(photos: Path, n: int, seed: int) -> tuple[dict[str, np.ndarray], str]:
+    """Training's fixed test set construction on the test split of ``photos`` (or on
+    scikit-image's photos when the folder is absent)."""
+    from app.inference.preprocess import WORK_SIZE
+    from training.data.fixed import make_fixed_set
+    from training.data.sources import discover_images, load_gray_stack, split_by_hash
+
+    if photos.is_dir():
+        files = split_by_hash(discover_images(photos))["test"]
+        source = f"{len(files)} held-out photos of {photos} (test split)"
+    else:
+        files = discover_images(None)
+        source = f"{photos} is absent: scikit-image's {len(files)} photos (NOT held out)"
+    return make_fixed_set(load_gray_stack(files, WORK_SIZE), n, seed), source
+
+
+def network_starts(patches: np.ndarray, model: Path) -> np.ndarray:
+    """(N, 2, P, P) uint8 -> (N, 3, 3) b_H_a of the network's offsets (patch pixels)."""
+    from training.evaluate import load_predictor
+
+    offsets = np.concatenate(
+        [load_predictor(model)(patches[i : i + 64]) for i in range(0, len(patches), 64)]
+    )
+    return offsets_to_b_H_a(offsets.astype(np.float64), patches.shape[-1])
+
+
+def offsets_to_b_H_a(offsets: np.ndarray, patch: int) -> np.ndarray:
+    """Offsets (N, 4, 2): B's square corner i shows A's ``corner_i + offset_i``; so b_H_a maps
+    ``corners + offsets`` to ``corners``."""
+    from app.geometry.four_point import solve_four_point
+    from app.geometry.points import patch_corners
+
+    c = np.broadcast_to(patch_corners(patch), offsets.shape)
+    return solve_four_point(c + offsets, c).dst_H_src
+
+
+def same_start(args: argparse.Namespace) -> None:
+    data, source = held_out_pairs(args.photos, args.pairs, args.seed)
+    patches = data["patches"]
+    P = patches.shape[-1]
+    truth = offsets_to_b_H_a(data["offsets"].astype(np.float64), P)
+    starts = network_starts(patches, args.model)
+    ours(patches[0, 0], patches[0, 1], starts[0])  # warm-up
+    rows: dict[str, list[tuple[float, float]]] = {
+        "network (the start)": [
+            (corner_distance(s, t, (P, P)), 0.0) for s, t in zip(starts, truth, strict=True)
+        ]
+    }
+    for i in range(len(patches)):
+        a, b = patches[i, 0], patches[i, 1]
+        for name, fn in SAME_START.items():
+            t0 = time.perf_counter()
+            est = fn(a, b, starts[i])
+            dt = time.perf_counter() - t0
+            err = math.inf if est is None else corner_distance(est, truth[i], (P, P))
+            rows.setdefault(name, []).append((err if math.isfinite(err) else math.inf, dt))
+    print()
+    print(
+        f"Same start: {len(patches)} pairs {P}x{P} from {source}; start: {args.model.name}; "
+        f"threads: torch {torch.get_num_threads()}, OpenCV {cv2.getNumThreads()}"
+    )
+    print()
+    print(
+        "| method | median err (px) | mean err, finite (px) | fails (> 1 px) | median time (ms) |"
+    )
+    print("|---|---:|---:|---:|---:|")
+    med_t: dict[str, float] = {}
+    for name, res in rows.items():
+        e = np.array([r[0] for r in res])
+        t = np.array([r[1] for r in res])
+        med_t[name] = float(np.median(t)) * 1e3
+        finite = e[np.isfinite(e)]
+        threw = f" ({len(e) - len(finite)} threw)" if len(finite) < len(e) else ""
+        time_ms = "-" if name.startswith("network") else f"{med_t[name]:.1f}"
+        print(
+            f"| {name} | {np.median(e):.4f} | {finite.mean():.4f}{threw} | "
+            f"{int((~(e <= 1)).sum())}/{len(e)} | {time_ms} |"
+        )
+    ratio = med_t["ours: IC-LM, coarse to fine"] / med_t["cv2.findTransformECCMultiScale"]
+    print()
+    print(f"median time, ours / multi-scale ECC = {ratio:.2f} (target <= 2)")
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="2 photos per magnitude")
+    p.add_argument("--quick", action="store_true", help="2 photos per magnitude, 50 pairs")
     p.add_argument("--threads", type=int, default=1, help="torch and OpenCV threads")
     p.add_argument("--skip-tutorial", action="store_true", help="leave out the slow Adam loop")
+    p.add_argument("--same-start-only", action="store_true", help="only the same-start table")
+    p.add_argument("--pairs", type=int, default=None, help="same-start pairs (200; quick: 50)")
+    p.add_argument("--seed", type=int, default=2016, help="seed of the same-start pairs")
+    p.add_argument("--photos", type=Path, default=ROOT.parent / "shared" / "data" / "photos")
+    p.add_argument("--model", type=Path, default=ROOT / "models" / "homographynet_regression.onnx")
     return p
 
 
 if __name__ == "__main__":
-    main(get_args_parser().parse_args())
+    args = get_args_parser().parse_args()
+    args.pairs = args.pairs or (50 if args.quick else 200)
+    main(args)

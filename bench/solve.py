@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/solve.py            # N = 1e4, 1e5, 1e6 (about 2 minutes)
     .venv/bin/python bench/solve.py --quick    # N = 1e4, 1e5, no HTTP
+    .venv/bin/python bench/solve.py --no-http  # N = 1e4, 1e5, 1e6 in-process only
 
 Every row is measured in the same run on the same inputs: our ACA and SKS (Numba kernels, float64
 and float32), our torch ACA (the GPU/autograd path, here on CPU), Kornia's batched
@@ -195,6 +196,7 @@ def http_rates(n: int, repeats: int) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="N = 1e4, 1e5 only and no HTTP")
+    ap.add_argument("--no-http", action="store_true", help="in-process rows only")
     ap.add_argument("--repeats", type=int, default=7)
     args = ap.parse_args()
     torch.set_num_threads(2)
@@ -246,7 +248,7 @@ def main() -> None:
             f"{aca / r['cv2.getPerspectiveTransform loop f32']:.0f}x cv2 loop, "
             f"{100 * aca / r[f'streaming bound {p}']:.0f}% of the streaming bound"
         )
-    if not args.quick:
+    if not (args.quick or args.no_http):
         for name, rate in http_rates(1_000_000, 3).items():
             p = "f32" if name.startswith("npz f32") else "f64"
             print(

@@ -22,8 +22,9 @@ affine map, then the homography, which widens the basin; if the match is still p
 (normalised score above ``search_threshold``), 10 more starts (shifts of +-15%, scales 0.8 and
 1.25) are tried and the best kept. The robust options refit gain and bias with the IRLS weights.
 
-Images are float32 in [0, 1]; homographies are composed in float64. Everything runs on the
-images' device (CPU or CUDA).
+Images are float32 in [0, 1]; homographies and the 8x8 systems are float64 NumPy arrays. The
+image-sized work of an iteration runs on the images' device: on the CPU in two fused Numba
+passes (:mod:`app.alignment._kernels`), on CUDA as torch ops (:func:`sample_at`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from kornia.filters import spatial_gradient
 
+from app.alignment import _kernels as K
 from app.alignment.pyramid import gaussian_pyramid, level_from_full, num_levels_for
 from app.alignment.types import LevelReport, RefineOptions, RefineResult
 from app.geometry.points import image_corners
@@ -56,20 +58,37 @@ _SEARCH_STARTS = [
 
 
 @dataclass
+class _CpuTemplate:
+    """The CPU kernels' view of a :class:`_Template` (NumPy, zero-copy where possible) and the
+    per-iteration buffers: ``xs``/``ys``/``values`` (N,) float32, ``sd`` (N, 8) float32."""
+
+    xs: np.ndarray
+    ys: np.ndarray
+    values: np.ndarray
+    sd: np.ndarray
+    hess: np.ndarray
+    sampled: np.ndarray
+    inside: np.ndarray
+    residuals: np.ndarray
+
+
+@dataclass
 class _Template:
     """Level-constant data of template A: ``points`` (3, N) homogeneous pixel coords of the used
     pixels, ``values`` (N,), ``sd`` (8, N) steepest-descent images, ``hess`` (8, 8) for the full
-    mask, ``norm`` (3, 3) pixel -> normalised, ``corners`` (3, 4) normalised corners of A."""
+    mask, ``norm`` (3, 3) pixel -> normalised, ``corners`` (3, 4) normalised corners of A (both
+    float64 NumPy); ``cpu``: the same for the CPU kernels (None on other devices)."""
 
     points: torch.Tensor
     values: torch.Tensor
     values_sq: torch.Tensor
     sd: torch.Tensor
     hess: torch.Tensor
-    norm: torch.Tensor
-    corners: torch.Tensor
+    norm: np.ndarray
+    corners: np.ndarray
     scale: float
     size: tuple[int, int]
+    cpu: _CpuTemplate | None = None
 
 
 def _template(a: torch.Tensor, mask: torch.Tensor | None, border: int) -> _Template:
@@ -103,23 +122,34 @@ def _template(a: torch.Tensor, mask: torch.Tensor | None, border: int) -> _Templ
     u, v = (xs - cx) / scale, (ys - cy) / scale
     r = gu * u + gv * v
     sd = torch.stack([gu * u, gu * v, gu, gv * u, gv * v, gv, -u * r, -v * r])  # (8, N)
-    norm = torch.tensor(
-        [[1 / scale, 0, -cx / scale], [0, 1 / scale, -cy / scale], [0, 0, 1]],
-        dtype=torch.float64,
-        device=dev,
-    )
-    corners = torch.ones(3, 4, dtype=torch.float64, device=dev)  # homogeneous, one per column
-    corners[:2] = torch.as_tensor(image_corners((w, h)).T, device=dev)
+    norm = np.array([[1 / scale, 0, -cx / scale], [0, 1 / scale, -cy / scale], [0, 0, 1]])
+    corners = np.ones((3, 4))  # homogeneous, one per column
+    corners[:2] = image_corners((w, h)).T
+    hess = (sd @ sd.T).double()
+    cpu = None
+    if dev.type == "cpu":
+        n = values.numel()
+        cpu = _CpuTemplate(
+            xs=xs.contiguous().numpy(),
+            ys=ys.contiguous().numpy(),
+            values=values.contiguous().numpy(),
+            sd=np.ascontiguousarray(sd.numpy().T),
+            hess=hess.numpy(),
+            sampled=np.empty(n, np.float32),
+            inside=np.empty(n, np.bool_),
+            residuals=np.empty(n, np.float32),
+        )
     return _Template(
         points=torch.stack([xs, ys, torch.ones_like(xs)]),
         values=values,
         values_sq=values * values,
         sd=sd.contiguous(),
-        hess=(sd @ sd.T).double(),
+        hess=hess,
         norm=norm,
         corners=norm @ corners,
         scale=scale,
         size=(w, h),
+        cpu=cpu,
     )
 
 
@@ -146,15 +176,38 @@ def _robust_cost(e: torch.Tensor, kind: str, sigma: float) -> torch.Tensor:
     return (c * c / 6 * (1 - (1 - (a / c).clamp(max=1.0) ** 2) ** 3)).sum()
 
 
+def _robust_weights_np(e: np.ndarray, m: np.ndarray, kind: str) -> tuple[np.ndarray, float]:
+    """:func:`_robust_weights` on NumPy arrays (the CPU path)."""
+    r = np.abs(e[m])
+    if r.size > 50_000:
+        r = r[:: r.size // 50_000 + 1]
+    sigma = float(np.median(r)) * 1.4826 + 1e-6
+    a = np.abs(e)
+    if kind == "huber":
+        c = _HUBER_C * sigma
+        return np.where(a <= c, np.float32(1.0), c / np.maximum(a, 1e-12)), sigma
+    c = _TUKEY_C * sigma
+    return (1 - np.minimum(a / c, 1.0) ** 2) ** 2, sigma
+
+
+def _robust_cost_np(e: np.ndarray, kind: str, sigma: float) -> float:
+    a = np.abs(e).astype(np.float64)
+    if kind == "huber":
+        c = _HUBER_C * sigma
+        return float(np.where(a <= c, 0.5 * a * a, c * (a - 0.5 * c)).sum())
+    c = _TUKEY_C * sigma
+    return float((c * c / 6 * (1 - (1 - np.minimum(a / c, 1.0) ** 2) ** 3)).sum())
+
+
 class _Evaluation:
     """``cost``: what the solver minimises; ``score``: squared residual over the template's
     variance on the overlap (2 (1 - NCC) with gain/bias), comparable between starts; ``n``:
-    template pixels inside B."""
+    template pixels inside B; ``grad`` (8,) and ``hess`` (8, 8) float64 NumPy."""
 
     __slots__ = ("cost", "grad", "hess", "n", "score")
 
     def __init__(
-        self, cost: float, grad: torch.Tensor, hess: torch.Tensor, n: int, score: float
+        self, cost: float, grad: np.ndarray, hess: np.ndarray, n: int, score: float
     ) -> None:
         self.cost, self.grad, self.hess, self.n, self.score = cost, grad, hess, n, score
 
@@ -190,10 +243,67 @@ def sample_at(
 
 
 def _evaluate(
+    tpl: _Template, b: torch.Tensor | np.ndarray, b_H_a: np.ndarray, opts: RefineOptions
+) -> _Evaluation | None:
+    """Residuals, gradient and Gauss-Newton matrix at ``b_H_a`` ((3, 3) float64, level
+    pixels); ``None`` when too few template pixels land inside B. ``b``: the level of B, an
+    (Hb, Wb) float32 array on the CPU (``tpl.cpu`` set), else a (1, 1, Hb, Wb) tensor."""
+    if tpl.cpu is not None:
+        return _evaluate_cpu(tpl.cpu, b, b_H_a, opts)
+    Ht = torch.as_tensor(b_H_a, dtype=torch.float64, device=tpl.values.device)
+    return _evaluate_torch(tpl, b, Ht, opts)
+
+
+def _evaluate_cpu(
+    c: _CpuTemplate, b: np.ndarray, b_H_a: np.ndarray, opts: RefineOptions
+) -> _Evaluation | None:
+    """:func:`_evaluate_torch`'s arithmetic in the Numba kernels (sums in float64)."""
+    n, st, stt, sb, sbb = K.warp_sample(b, b_H_a, c.xs, c.ys, c.values, c.sampled, c.inside)
+    total = c.values.size
+    if n < max(_MIN_PIXELS, total // 50):
+        return None
+    mean_t = st / n
+    var_t = max(stt - n * mean_t * mean_t, 1e-12)
+    gain, bias = 1.0, 0.0
+    if opts.photometric == "gain_bias":
+        mean_b = sb / n
+        gain = math.sqrt(var_t / max(sbb - n * mean_b * mean_b, 1e-12))
+        bias = mean_t - gain * mean_b
+    grad, hess = np.empty(8), np.empty((8, 8))
+    n_out = total - n
+    # least squares: the full-mask matrix less the few points outside, or the inside summed
+    mode = 0 if opts.robust != "none" else 1 if n_out > n else 2 if n_out else 0
+    sq = K.least_squares_terms(
+        c.sampled, c.inside, c.values, c.sd, gain, bias, c.residuals, grad, hess, mode
+    )
+    if opts.robust == "none":
+        cost = sq / n
+        hess = c.hess - hess if mode == 2 else hess if mode == 1 else c.hess.copy()
+    else:
+        e, m = c.residuals, c.inside
+        rw, sigma = _robust_weights_np(e, m, opts.robust)
+        w = (rw * m).astype(np.float32)
+        if opts.photometric == "gain_bias":  # refit gain and bias without the outliers
+            sw = float(w.sum(dtype=np.float64))
+            if sw > _MIN_PIXELS:
+                t, bw = c.values, c.sampled
+                mt = float(np.dot(t, w)) / sw
+                mb = float(np.dot(bw, w)) / sw
+                vt = float(np.dot(t * t, w)) - sw * mt * mt
+                vb = float(np.dot(bw * bw, w)) - sw * mb * mb
+                g = math.sqrt(max(vt, 1e-12) / max(vb, 1e-12))
+                e = ((bw * g + (mt - g * mb) - t) * m).astype(np.float32)
+        cost = 2.0 * _robust_cost_np(e, opts.robust, sigma) / n
+        K.weighted_terms(e, w, c.sd, grad, hess)
+    if not math.isfinite(cost):
+        return None
+    return _Evaluation(cost, grad, hess, int(n), sq / var_t)
+
+
+def _evaluate_torch(
     tpl: _Template, b: torch.Tensor, b_H_a: torch.Tensor, opts: RefineOptions
 ) -> _Evaluation | None:
-    """Residuals, gradient and Gauss-Newton matrix at ``b_H_a`` (level pixels, float64);
-    ``None`` when too few template pixels land inside B."""
+    """The evaluation as torch ops on the images' device (CUDA); ``b_H_a`` a float64 tensor."""
     bw, m = sample_at(b, b_H_a, tpl.points)
     mf = m.to(torch.float32)
     n = float(mf.sum())
@@ -238,19 +348,7 @@ def _evaluate(
     else:  # few pixels left the overlap: subtract their outer products from the full matrix
         out = tpl.sd[:, (~m).nonzero().squeeze(1)]
         hess = tpl.hess - (out @ out.T).double()
-    return _Evaluation(cost, grad, hess, int(n), sq / var_t)
-
-
-def _update(dp: torch.Tensor) -> torch.Tensor:
-    """8 parameters -> the (3, 3) incremental warp in normalised template coordinates."""
-    return F.pad(dp, (0, 1)).view(3, 3) + torch.eye(3, dtype=dp.dtype, device=dp.device)
-
-
-def _corner_motion(tpl: _Template, dW: torch.Tensor) -> float:
-    """Largest displacement (level pixels) of A's corners under the normalised warp ``dW``."""
-    q = dW @ tpl.corners
-    d = q[:2] / q[2:] - tpl.corners[:2]
-    return float(d.norm(dim=0).max()) * tpl.scale
+    return _Evaluation(cost, grad.cpu().numpy(), hess.cpu().numpy(), int(n), sq / var_t)
 
 
 class _Clock:
@@ -269,24 +367,23 @@ class _Clock:
 
 def _align_level(
     tpl: _Template,
-    b: torch.Tensor,
-    b_H_a: torch.Tensor,
+    b: torch.Tensor | np.ndarray,
+    b_H_a: np.ndarray,
     opts: RefineOptions,
     tol: float,
     clock: _Clock,
     dof: int = 8,
-) -> tuple[torch.Tensor, int, float, bool, float, bool]:
-    """Refine ``b_H_a`` at one level. Returns (b_H_a, iterations, last step px, converged,
-    cost, budget exhausted)."""
+) -> tuple[np.ndarray, int, float, bool, float, bool]:
+    """Refine ``b_H_a`` ((3, 3) float64) at one level. Returns (b_H_a, iterations, last step
+    px, converged, cost, budget exhausted)."""
     lm = opts.solver == "levenberg_marquardt"
     lam = 1e-4 if lm else 0.0
-    norm_inv = torch.linalg.inv(tpl.norm)
+    norm_inv = np.linalg.inv(tpl.norm)
     H = b_H_a
     best_H, best_cost = b_H_a, math.inf
-    accepted: tuple[torch.Tensor, _Evaluation] | None = None
+    accepted: tuple[np.ndarray, _Evaluation] | None = None
     it, step, converged, exhausted = 0, math.inf, False, False
-    eye8 = torch.eye(8, dtype=torch.float64, device=H.device)
-    free = {2: [2, 5], 6: [0, 1, 2, 3, 4, 5], 8: list(range(8))}[dof]
+    free = np.array({2: [2, 5], 6: [0, 1, 2, 3, 4, 5], 8: list(range(8))}[dof])
     while it < opts.max_iterations:
         if not clock.tick():
             exhausted = True
@@ -307,22 +404,13 @@ def _align_level(
         else:
             accepted = (H, ev)
             lam = max(lam * 0.1, 1e-7) if lm else 0.0
-        A = ev.hess + lam * torch.diag(torch.diagonal(ev.hess)) if lm else ev.hess
-        A = A + 1e-12 * eye8 * A.diagonal().max()
-        try:
-            if dof == 8:
-                dp = torch.linalg.solve(A, ev.grad)
-            else:
-                dp = torch.zeros_like(ev.grad)
-                dp[free] = torch.linalg.solve(A[free][:, free], ev.grad[free])
-        except RuntimeError:
+        H_next = np.empty((3, 3))
+        step = K.damped_step(
+            ev.hess, ev.grad, lam, free, H, tpl.norm, norm_inv, tpl.corners, tpl.scale, H_next
+        )
+        if not math.isfinite(step):  # a singular system or a step to infinity
             break
-        dW = _update(dp)
-        step = _corner_motion(tpl, dW)
-        if not math.isfinite(step):
-            break
-        H = H @ norm_inv @ torch.linalg.inv(dW) @ tpl.norm
-        H = H / H[2, 2]
+        H = H_next
         if step < tol:
             converged = True
             break
@@ -332,22 +420,27 @@ def _align_level(
 
 
 def _coarse_start(
-    tpl: _Template, b: torch.Tensor, b_H_a: torch.Tensor, opts: RefineOptions, tol: float, clock
-) -> tuple[torch.Tensor, int]:
+    tpl: _Template,
+    b: torch.Tensor | np.ndarray,
+    b_H_a: np.ndarray,
+    opts: RefineOptions,
+    tol: float,
+    clock: _Clock,
+) -> tuple[np.ndarray, int]:
     """At the coarsest level: translation, then affine, from the given start; when the result
     still matches poorly (score > ``opts.search_threshold``), the same from a grid of starts
     (shifts of +-15% of the size, scales 0.8 / 1 / 1.25 about the centre, composed with the
     given start), keeping the best score among those that overlap at least 30% of A."""
     its = 0
 
-    def descend(H: torch.Tensor, o: RefineOptions, dofs: tuple[int, ...]) -> torch.Tensor:
+    def descend(H: np.ndarray, o: RefineOptions, dofs: tuple[int, ...]) -> np.ndarray:
         nonlocal its
         for dof in dofs:
             H, k, *_ = _align_level(tpl, b, H, o, tol, clock, dof)
             its += k
         return H
 
-    def score(H: torch.Tensor) -> float:
+    def score(H: np.ndarray) -> float:
         ev = _evaluate(tpl, b, H, opts)
         if ev is None or ev.n < 0.3 * tpl.values.numel():
             return math.inf
@@ -366,14 +459,12 @@ def _coarse_start(
     w, h = tpl.size
     quick = replace(opts, max_iterations=min(opts.max_iterations, 6))
     for sc, tx, ty in _SEARCH_STARTS:
-        S = torch.tensor(
+        S = np.array(
             [
                 [sc, 0.0, tx * w + (1 - sc) * (w - 1) / 2],
                 [0.0, sc, ty * h + (1 - sc) * (h - 1) / 2],
                 [0.0, 0.0, 1.0],
-            ],
-            dtype=torch.float64,
-            device=b_H_a.device,
+            ]
         )
         H = descend(S @ b_H_a, quick, (*opts.coarse_dof, 8))
         s = score(H)
@@ -427,9 +518,9 @@ def align_gauss_newton(
     dev = image_a.device
     a, b = image_a.float(), image_b.to(dev, torch.float32)
     H0 = (
-        torch.eye(3, dtype=torch.float64, device=dev)
+        np.eye(3)
         if b_H_a_init is None
-        else torch.as_tensor(b_H_a_init, dtype=torch.float64, device=dev).reshape(3, 3)
+        else torch.as_tensor(b_H_a_init).detach().cpu().double().numpy().reshape(3, 3)
     )
     clock = _Clock(opts, opts.max_total_iterations or 10**9)
     size_a = (a.shape[-1], a.shape[-2])
@@ -442,34 +533,36 @@ def align_gauss_newton(
     n_levels = min(opts.num_levels, deepest) if opts.num_levels else auto
     pa, pb = gaussian_pyramid(a, n_levels), gaussian_pyramid(b, n_levels)
     pm = _pyramid_mask(mask_a, n_levels) if mask_a is not None else [None] * n_levels
-    Ta = level_from_full([(x.shape[-1], x.shape[-2]) for x in pa], device=dev)
-    Tb = level_from_full([(x.shape[-1], x.shape[-2]) for x in pb], device=dev)
+    Ta = [T.numpy() for T in level_from_full([(x.shape[-1], x.shape[-2]) for x in pa])]
+    Tb = [T.numpy() for T in level_from_full([(x.shape[-1], x.shape[-2]) for x in pb])]
+    # the level of B as the evaluation takes it: a NumPy view on the CPU
+    bl = [x[0, 0].contiguous().numpy() if dev.type == "cpu" else x for x in pb]
     H = H0 / H0[2, 2]
     reports: list[LevelReport] = []
     total, exhausted, converged = 0, False, False
     finest = min(opts.finest_level, n_levels - 1)
     for lvl in range(n_levels - 1, finest - 1, -1):
         tpl = _template(pa[lvl], pm[lvl], opts.border)
-        Hl = Tb[lvl] @ H @ torch.linalg.inv(Ta[lvl])
+        Hl = Tb[lvl] @ H @ np.linalg.inv(Ta[lvl])
         tol = opts.tolerance_px if lvl == finest else opts.coarse_tolerance_px
         if tpl.values.numel() < _MIN_PIXELS:
             reports.append(LevelReport(lvl, tpl.size, 0, math.nan, False, math.nan))
             continue
         its = 0
         if lvl == n_levels - 1 and n_levels > 1:
-            Hl, its = _coarse_start(tpl, pb[lvl], Hl, opts, tol, clock)
-        Hl, k, step, converged, cost, exhausted = _align_level(tpl, pb[lvl], Hl, opts, tol, clock)
+            Hl, its = _coarse_start(tpl, bl[lvl], Hl, opts, tol, clock)
+        Hl, k, step, converged, cost, exhausted = _align_level(tpl, bl[lvl], Hl, opts, tol, clock)
         its += k
         total += its
         reports.append(LevelReport(lvl, tpl.size, its, step, converged, cost))
-        H = torch.linalg.inv(Tb[lvl]) @ Hl @ Ta[lvl]
+        H = np.linalg.inv(Tb[lvl]) @ Hl @ Ta[lvl]
         H = H / H[2, 2]
         if exhausted:
             break
-    out = H.cpu().numpy()
+    out = H
     sv = np.linalg.svd(out, compute_uv=False) if np.isfinite(out).all() else None
     if sv is None or sv[-1] <= 1e-12 * sv[0]:  # never hand back a non-finite/singular matrix
-        out, converged = H0.cpu().numpy() / float(H0[2, 2]), False
+        out, converged = H0 / H0[2, 2], False
     return RefineResult(
         b_H_a=out,
         converged=bool(converged and not exhausted),

@@ -1,8 +1,10 @@
 """Numba CPU kernels behind ``app.geometry.four_point`` and ``app.geometry.ransac``.
 
 Each kernel reads float32 or float64 inputs, computes in float64 (no overflow for pixel
-coordinates, no precision loss in float32 mode) and writes outputs in the input dtype. They are
-parallel over the batch; the Python wrappers own validation, allocation and dtype handling.
+coordinates, no precision loss in float32 mode) and writes outputs in the input dtype, except the
+default ACA path (``aca_h33_kernel``), which computes float32 batches in float32 in a conditioned
+frame (see its section). They are parallel over the batch; the Python wrappers own validation,
+allocation and dtype handling.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from app.geometry._simd import transpose8
 from app.geometry.reasons import Reason
 
 # Reason codes as plain ints (Numba freezes module-level ints into the compiled code)
@@ -22,6 +25,7 @@ COLLINEAR_TARGET = int(Reason.COLLINEAR_TARGET)
 H33_NEAR_ZERO = int(Reason.H33_NEAR_ZERO)
 NON_FINITE_RESULT = int(Reason.NON_FINITE_RESULT)
 SINGULAR_SYSTEM = int(Reason.SINGULAR_SYSTEM)
+FLAGGED = 255  # the tiled ACA's mark for items that need the per-item path (never returned)
 
 _NB = {"cache": True, "nogil": True, "fastmath": False, "error_model": "numpy"}
 
@@ -483,23 +487,39 @@ def transfer_error_kernel_serial(H, src, dst, out):
 
 
 # ---------------------------------------------------------------------------------------------
-# ACA with H33 = 1, the common case, in blocks: a branch-free pass computes a block of items
-# into a small buffer, a second pass writes them and sends the few flagged items (degenerate,
-# H33 ~ 0, non-finite) through the per-item path above, which classifies them exactly. Same
-# arithmetic in the same order as ``_four_point_kernel_item``, so results are bit-identical.
-_BLOCK = 128
+# ACA with H33 = 1, the common case, tiled. Per block of _BLOCK items: the points are transposed
+# 8 items at a time from their (4, 2) rows into lanes (``inb``: one row per coordinate), a
+# branch-free loop computes the block lane-parallel into ``buf`` (8 entries of H / H33) and
+# ``flags`` (general position, H33 usable), the entries are transposed back into the (3, 3)
+# rows of H, and the few flagged items (degenerate, H33 ~ 0, non-finite) go through the per-item
+# path above, which classifies them exactly in float64. An item's result does not depend on its
+# place in the batch (a last partial tile is filled lane by lane).
+#
+# float64 runs the arithmetic of ``_four_point_kernel_item`` in the same order (bit-identical).
+# float32 computes in float32 (twice the lanes, half the bytes), in a frame that keeps the
+# magnitudes small: sides from the first point, the core C divided by the source's areas (its
+# entries become area ratios), the translations put back at the end; its error is that of
+# rounding the float64 answer to float32 within a factor of about 2 (tests/geometry).
+_BLOCK = 32  # items per block: inb and buf (6 KiB in float64) stay in L1 beside the streams
+_CHUNK = 256  # blocks per parallel task, which allocates its buffers once
+_LANE_ROWS = 16  # inb: sx0, sy0, ..., sx3, sy3, tx0, ..., ty3
 
 
 @nb.njit(inline="always", **_NB)
-def _aca_h33_block(b, src, dst, H, reason, tol, h33_tol, tol2, buf):
-    n = src.shape[0]
-    lo = b * _BLOCK
-    m = min(_BLOCK, n - lo)
-    inv_tol = 1.0 / h33_tol
+def _aca_lanes_f64(inb, buf, flags, m, tol2, inv_tol):
+    """Items 0..m-1 of a block: ``inb`` (16 * _BLOCK) coordinates by lane -> ``buf`` (8 * _BLOCK)
+    rows h00, h01, h02, h10, h11, h12, h20, h21 (H / H33), and ``flags`` (_BLOCK,) OK, or
+    FLAGGED for an item the per-item path must redo (not in general position, or
+    |H33| <= h33_tol * max|H_ij|, i.e. max|H_ij / H33| >= 1 / h33_tol, or not finite)."""
     for j in range(m):
-        i = lo + j
-        sx0, sy0, sx1, sy1, sx2, sy2, sx3, sy3 = _load4(src, i)
-        tx0, ty0, tx1, ty1, tx2, ty2, tx3, ty3 = _load4(dst, i)
+        sx0, sy0 = inb[j], inb[_BLOCK + j]
+        sx1, sy1 = inb[2 * _BLOCK + j], inb[3 * _BLOCK + j]
+        sx2, sy2 = inb[4 * _BLOCK + j], inb[5 * _BLOCK + j]
+        sx3, sy3 = inb[6 * _BLOCK + j], inb[7 * _BLOCK + j]
+        tx0, ty0 = inb[8 * _BLOCK + j], inb[9 * _BLOCK + j]
+        tx1, ty1 = inb[10 * _BLOCK + j], inb[11 * _BLOCK + j]
+        tx2, ty2 = inb[12 * _BLOCK + j], inb[13 * _BLOCK + j]
+        tx3, ty3 = inb[14 * _BLOCK + j], inb[15 * _BLOCK + j]
         nx, ny, px, py, qx, qy, f1, a3, b3, w1 = _frame(sx0, sy0, sx1, sy1, sx2, sy2, sx3, sy3)
         nx2, ny2, px2, py2, qx2, qy2, f2, a4, b4, w2 = _frame(
             tx0, ty0, tx1, ty1, tx2, ty2, tx3, ty3
@@ -515,50 +535,131 @@ def _aca_h33_block(b, src, dst, H, reason, tol, h33_tol, tol2, buf):
             sx0, sy0, nx, ny, px, py, f1, a3, b3, w1, tx0, ty0, tx1, ty1, tx2, ty2, a4, b4, w2
         )
         s = 1.0 / h22
-        buf[0, j] = h00 * s
-        buf[1, j] = h01 * s
-        buf[2, j] = h02 * s
-        buf[3, j] = h10 * s
-        buf[4, j] = h11 * s
-        buf[5, j] = h12 * s
-        buf[6, j] = h20 * s
-        buf[7, j] = h21 * s
-        buf[8, j] = general
+        o00, o01, o02, o10 = h00 * s, h01 * s, h02 * s, h10 * s
+        o11, o12, o20, o21 = h11 * s, h12 * s, h20 * s, h21 * s
+        buf[j] = o00
+        buf[_BLOCK + j] = o01
+        buf[2 * _BLOCK + j] = o02
+        buf[3 * _BLOCK + j] = o10
+        buf[4 * _BLOCK + j] = o11
+        buf[5 * _BLOCK + j] = o12
+        buf[6 * _BLOCK + j] = o20
+        buf[7 * _BLOCK + j] = o21
+        big = max(abs(o00), abs(o01), abs(o02), abs(o10), abs(o11), abs(o12), abs(o20), abs(o21))
+        flags[j] = OK if general > 0.0 and big < inv_tol else FLAGGED
+
+
+@nb.njit(**{**_NB, "fastmath": {"contract"}})
+def _aca_lanes_f32(inb, buf, flags, m, tol2, inv_tol):
+    """:func:`_aca_lanes_f64` in float32 arithmetic (fused multiply-adds allowed).
+
+    With the sides n, p, q from each quad's first point (M1, M2 at the origin), the translations
+    of A1 and A2 vanish; C = diag(b3 a4 w1, a3 b4 w1, a3 b3 w2) divided by a3 b3 w1 is
+    diag(a4 / a3, b4 / b3, w2 / w1), so no product grows beyond a few side lengths cubed (the
+    plain assembly reaches the 9th power of the coordinates: inf in float32 from ~2e4 px).
+    H = T(M2) L T(-M1) with L the local product, normalised by its H33."""
+    one = np.float32(1.0)
     for j in range(m):
-        i = lo + j
-        big = max(
-            abs(buf[0, j]), abs(buf[1, j]), abs(buf[2, j]), abs(buf[3, j]),
-            abs(buf[4, j]), abs(buf[5, j]), abs(buf[6, j]), abs(buf[7, j]),
-        )  # fmt: skip
-        # |H33| > h33_tol * max|H_ij|  <=>  max|H_ij / H33| < 1 / h33_tol (and finite)
-        if buf[8, j] > 0.0 and big < inv_tol:
-            H[i, 0, 0] = buf[0, j]
-            H[i, 0, 1] = buf[1, j]
-            H[i, 0, 2] = buf[2, j]
-            H[i, 1, 0] = buf[3, j]
-            H[i, 1, 1] = buf[4, j]
-            H[i, 1, 2] = buf[5, j]
-            H[i, 2, 0] = buf[6, j]
-            H[i, 2, 1] = buf[7, j]
-            H[i, 2, 2] = 1.0
-            reason[i] = OK
+        sx0, sy0 = inb[j], inb[_BLOCK + j]
+        sx1, sy1 = inb[2 * _BLOCK + j], inb[3 * _BLOCK + j]
+        sx2, sy2 = inb[4 * _BLOCK + j], inb[5 * _BLOCK + j]
+        sx3, sy3 = inb[6 * _BLOCK + j], inb[7 * _BLOCK + j]
+        tx0, ty0 = inb[8 * _BLOCK + j], inb[9 * _BLOCK + j]
+        tx1, ty1 = inb[10 * _BLOCK + j], inb[11 * _BLOCK + j]
+        tx2, ty2 = inb[12 * _BLOCK + j], inb[13 * _BLOCK + j]
+        tx3, ty3 = inb[14 * _BLOCK + j], inb[15 * _BLOCK + j]
+        nx, ny, px, py, qx, qy, f1, a3, b3, w1 = _frame(sx0, sy0, sx1, sy1, sx2, sy2, sx3, sy3)
+        nx2, ny2, px2, py2, qx2, qy2, f2, a4, b4, w2 = _frame(
+            tx0, ty0, tx1, ty1, tx2, ty2, tx3, ty3
+        )
+        s1 = max(nx * nx + ny * ny, px * px + py * py, qx * qx + qy * qy)
+        s2 = max(nx2 * nx2 + ny2 * ny2, px2 * px2 + py2 * py2, qx2 * qx2 + qy2 * qy2)
+        general = min(
+            min(f1 * f1, a3 * a3, b3 * b3, w1 * w1) - tol2 * s1 * s1,
+            min(f2 * f2, a4 * a4, b4 * b4, w2 * w2) - tol2 * s2 * s2,
+        )
+        c11, c22, c33 = a4 / a3, b4 / b3, w2 / w1
+        # A2^-1 C (M2 = 0) times A1 (M1 = 0)
+        g00, g10, g20 = c11 * nx2, c11 * ny2, c11 - c33
+        g01, g11, g21 = c22 * px2, c22 * py2, c22 - c33
+        l00, l01 = g00 * py - g01 * ny, g01 * nx - g00 * px
+        l10, l11 = g10 * py - g11 * ny, g11 * nx - g10 * px
+        l20, l21 = g20 * py - g21 * ny, g21 * nx - g20 * px
+        s = one / (c33 * f1 - l20 * sx0 - l21 * sy0)  # 1 / H33 of T(M2) L T(-M1)
+        o20, o21 = l20 * s, l21 * s
+        o00, o01 = l00 * s + tx0 * o20, l01 * s + tx0 * o21
+        o10, o11 = l10 * s + ty0 * o20, l11 * s + ty0 * o21
+        o02 = tx0 - (l00 * sx0 + l01 * sy0) * s
+        o12 = ty0 - (l10 * sx0 + l11 * sy0) * s
+        buf[j] = o00
+        buf[_BLOCK + j] = o01
+        buf[2 * _BLOCK + j] = o02
+        buf[3 * _BLOCK + j] = o10
+        buf[4 * _BLOCK + j] = o11
+        buf[5 * _BLOCK + j] = o12
+        buf[6 * _BLOCK + j] = o20
+        buf[7 * _BLOCK + j] = o21
+        big = max(abs(o00), abs(o01), abs(o02), abs(o10), abs(o11), abs(o12), abs(o20), abs(o21))
+        flags[j] = OK if general > 0.0 and big < inv_tol else FLAGGED
+
+
+@nb.njit(inline="always", **_NB)
+def _aca_h33_blocks(src, dst, H, reason, tol, h33_tol, first, stop):
+    """Blocks ``first .. stop - 1`` of the batch (see the section comment)."""
+    n = src.shape[0]
+    s8, d8, h9 = src.reshape(n * 8), dst.reshape(n * 8), H.reshape(n * 9)
+    dt = src.dtype
+    tol2 = tol * tol
+    lane_tol2 = dt.type(tol2)
+    inv_tol = dt.type(1.0 / h33_tol)
+    inb = np.empty(_LANE_ROWS * _BLOCK, dt)
+    buf = np.empty(8 * _BLOCK, dt)
+    flags = np.empty(_BLOCK, np.uint8)
+    for blk in range(first, stop):
+        lo = blk * _BLOCK
+        m = min(_BLOCK, n - lo)
+        m8 = m - m % 8
+        for t in range(0, m8, 8):
+            transpose8(s8, 8 * (lo + t), 8, inb, t, _BLOCK)
+            transpose8(d8, 8 * (lo + t), 8, inb, 8 * _BLOCK + t, _BLOCK)
+        if m8 < m:  # the batch's last few items: into the lanes one by one, the rest zeroed
+            for j in range(m8, m8 + 8):
+                for k in range(8):
+                    inside = j < m
+                    inb[k * _BLOCK + j] = s8[8 * (lo + j) + k] if inside else 0.0
+                    inb[(8 + k) * _BLOCK + j] = d8[8 * (lo + j) + k] if inside else 0.0
+        lanes = m8 if m8 == m else m8 + 8
+        if s8.itemsize == 8:  # resolved at compile time
+            _aca_lanes_f64(inb, buf, flags, lanes, lane_tol2, inv_tol)
         else:
-            _four_point_kernel_item(i, src, dst, H, reason, 0, 0, tol, h33_tol, tol2)
+            _aca_lanes_f32(inb, buf, flags, lanes, lane_tol2, inv_tol)
+        for t in range(0, m8, 8):
+            transpose8(buf, t, _BLOCK, h9, 9 * (lo + t), 9)
+        for j in range(m8, m):
+            for k in range(8):
+                h9[9 * (lo + j) + k] = buf[k * _BLOCK + j]
+        flagged = 0
+        for j in range(m):
+            h9[9 * (lo + j) + 8] = 1.0
+            reason[lo + j] = flags[j]
+            flagged += flags[j]
+        if flagged:
+            for j in range(m):
+                if flags[j] != OK:
+                    _four_point_kernel_item(lo + j, src, dst, H, reason, 0, 0, tol, h33_tol, tol2)
 
 
 @nb.njit(parallel=True, **_NB)
 def aca_h33_kernel(src, dst, H, reason, tol, h33_tol):
-    """ACA normalised to H33 = 1 (the default of ``solve_four_point``), block by block."""
-    tol2 = tol * tol
-    for b in nb.prange((src.shape[0] + _BLOCK - 1) // _BLOCK):
-        buf = np.empty((9, _BLOCK))
-        _aca_h33_block(b, src, dst, H, reason, tol, h33_tol, tol2, buf)
+    """ACA normalised to H33 = 1 (the default of ``solve_four_point``), tiled; src, dst
+    (B, 4, 2) and H (B, 3, 3) C-contiguous, all float32 or all float64."""
+    blocks = (src.shape[0] + _BLOCK - 1) // _BLOCK
+    for c in nb.prange((blocks + _CHUNK - 1) // _CHUNK):
+        stop = min(blocks, (c + 1) * _CHUNK)
+        _aca_h33_blocks(src, dst, H, reason, tol, h33_tol, c * _CHUNK, stop)
 
 
 @nb.njit(**_NB)
 def aca_h33_kernel_serial(src, dst, H, reason, tol, h33_tol):
     """Single-threaded twin of :func:`aca_h33_kernel`, for small inputs."""
-    tol2 = tol * tol
-    buf = np.empty((9, _BLOCK))
-    for b in range((src.shape[0] + _BLOCK - 1) // _BLOCK):
-        _aca_h33_block(b, src, dst, H, reason, tol, h33_tol, tol2, buf)
+    _aca_h33_blocks(src, dst, H, reason, tol, h33_tol, 0, (src.shape[0] + _BLOCK - 1) // _BLOCK)

@@ -4,8 +4,11 @@ the 3-point affine transform.
 All functions take target/source points as ``(B, 4, 2)`` (or ``(B, 3, 2)``) pixel coordinates and
 return ``dst_H_src`` with ``x_dst ~ dst_H_src @ x_src`` (see ``app.geometry`` for conventions).
 NumPy inputs (and CPU tensors that need no gradient) run on the Numba kernels: parallel over the
-batch, float64 arithmetic inside, results in the input dtype. Tensors on a GPU, or that require
-grad, run the same algebra as vectorised torch ops (``aca_torch``).
+batch, results in the input dtype; float64 arithmetic inside, except the default ACA (H33 = 1) on
+float32 input, which computes in float32 in a conditioned frame (its error is that of rounding
+the float64 answer to float32, within a small factor) and sends flagged items to float64.
+Tensors on a GPU, or that require grad, run the same algebra as vectorised torch ops
+(``aca_torch``).
 
 ACA (affine-core-affine) computes ``H = A2^-1 C A1`` with no division and no linear system; SKS
 (similarity-kernel-similarity) computes ``H = S2^-1 K S1``. Both are exact for any four points in
@@ -44,6 +47,7 @@ _NORMS = {"h33": 0, "frobenius": 1}
 # squared-distance ratio for coincident points. float32 inputs carry ~1e-7 relative rounding.
 _TOL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 1e-6}
 _H33_TOL = 1e-14
+_OK = int(Reason.OK)  # a plain int: comparing an array with the IntEnum is 10x slower
 # Below this many items a parallel launch costs more than it saves (thread wake-up, worse when
 # the cores are shared), so the single-threaded twin of each kernel runs instead.
 PARALLEL_MIN_ITEMS = 16_384
@@ -103,7 +107,8 @@ def solve_four_point(
         dst: same shape, the corresponding target points, in the same order.
         method: ``"aca"`` (default; 85 flops, no division) or ``"sks"``.
         normalize: ``"h33"`` (H[2, 2] = 1) or ``"frobenius"`` (unit norm, H[2, 2] >= 0).
-        dtype: float64 (default for non-float32 inputs) or float32; arithmetic is float64 inside.
+        dtype: float64 (default for non-float32 inputs) or float32 (half the bytes; ACA with
+            ``normalize="h33"`` then computes in float32, the other paths in float64).
 
     Returns:
         :class:`FourPointResult` with ``dst_H_src`` (B, 3, 3).
@@ -130,7 +135,7 @@ def solve_four_point(
     else:
         kernel = K.four_point_kernel if parallel else K.four_point_kernel_serial
         kernel(s, d, H, reason, _METHODS[method], _NORMS[normalize], _TOL[s.dtype], _H33_TOL)
-    return FourPointResult(H, reason == Reason.OK, reason)
+    return FourPointResult(H, reason == _OK, reason)
 
 
 def rect_to_quad(
@@ -158,7 +163,7 @@ def rect_to_quad(
     reason = np.empty(d.shape[0], dtype=np.uint8)
     kernel = K.rect_kernel if len(d) >= PARALLEL_MIN_ITEMS else K.rect_kernel_serial
     kernel(d, x0, y0, w, h, H, reason, _NORMS[normalize], _TOL[d.dtype], _H33_TOL)
-    return FourPointResult(H, reason == Reason.OK, reason)
+    return FourPointResult(H, reason == _OK, reason)
 
 
 def affine_from_3_points(
@@ -180,7 +185,7 @@ def affine_from_3_points(
     reason = np.empty(s.shape[0], dtype=np.uint8)
     kernel = K.affine_kernel if len(s) >= PARALLEL_MIN_ITEMS else K.affine_kernel_serial
     kernel(s, d, A, reason, _TOL[s.dtype])
-    return AffineResult(A, reason == Reason.OK, reason)
+    return AffineResult(A, reason == _OK, reason)
 
 
 def _conditioner(pts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

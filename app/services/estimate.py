@@ -4,10 +4,13 @@ are :class:`app.core.errors.DomainError`s (the batcher's are too).
 
 Pipeline per request (CPU work in threads, never on the event loop):
 
-1. decode both images (header checks first, see :func:`app.services.images.decode_image`),
-   colour as BGR, so that grayscale conversion and resizing are exactly
-   :func:`app.inference.preprocess.prepare_pair`'s (training converts with ``cv2.cvtColor`` as
-   well);
+1. decode both images (header checks first, see :func:`app.services.images.read_header`)
+   to gray (:func:`app.services.images.decode_pixels`); with ``method="network"`` and no
+   refinement, JPEGs at 1/2, 1/4 or 1/8 of their resolution (in the DCT) when that still
+   leaves the network its P x P input and the scoring its working pixels (both images at one
+   factor); every matrix is then computed in the decoded pixels and moved to the full
+   resolution with the exact map (:attr:`app.services.images.DecodedImage.pixels_T_full`)
+   before it is answered;
 2. ``prepare_pair`` -> one (2, P, P) normalised pair, queued to the micro-batcher;
 3. offsets ``o`` (4, 2) come back in pixels of the P x P network input: the content of patch B at
    square corner ``c_i`` is the content of patch A at ``c_i + o_i``;
@@ -55,7 +58,13 @@ from app.inference.engine import HomographyEngine, OnnxHomographyEngine
 from app.inference.homography import offsets_to_homography
 from app.inference.preprocess import prepare_pair
 from app.services.admission import offload
-from app.services.images import DecodedImage, decode_image
+from app.services.images import (
+    DecodedImage,
+    MinimumSize,
+    decode_pixels,
+    read_header,
+    reduction_for,
+)
 from app.services.refine import Aligner, RefineOutput, refine_pixels
 
 __all__ = [
@@ -117,12 +126,24 @@ class EstimateResult:
 
 
 def _decode_and_prepare(
-    data_a: bytes, data_b: bytes, max_pixels: int, min_side: int, patch_size: int | None
+    data_a: bytes,
+    data_b: bytes,
+    max_pixels: int,
+    min_side: int,
+    patch_size: int | None,
+    need: MinimumSize | None = None,
 ) -> tuple[DecodedImage, DecodedImage, np.ndarray | None, float, float]:
-    """Decode both images; with ``patch_size``, also the network's (2, P, P) input."""
+    """Decode both images to gray, reduced by one factor when ``need`` allows it for both;
+    with ``patch_size``, also the network's (2, P, P) input."""
     t0 = time.perf_counter()
-    img_a = decode_image(data_a, "image_a", max_pixels=max_pixels, min_side=min_side, gray=False)
-    img_b = decode_image(data_b, "image_b", max_pixels=max_pixels, min_side=min_side, gray=False)
+    head_a = read_header(data_a, "image_a", max_pixels=max_pixels, min_side=min_side)
+    head_b = read_header(data_b, "image_b", max_pixels=max_pixels, min_side=min_side)
+    s = 1 if need is None else min(reduction_for(head_a, need), reduction_for(head_b, need))
+    img_a = decode_pixels(data_a, head_a, "image_a", reduction=s)
+    img_b = decode_pixels(data_b, head_b, "image_b", reduction=s)
+    if img_a.reduction != img_b.reduction:  # one fell back to full size: both at full size
+        img_a = decode_pixels(data_a, head_a, "image_a") if img_a.reduction > 1 else img_a
+        img_b = decode_pixels(data_b, head_b, "image_b") if img_b.reduction > 1 else img_b
     t1 = time.perf_counter()
     pair = None if patch_size is None else prepare_pair(img_a.pixels, img_b.pixels, patch_size)[0]
     return img_a, img_b, pair, (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3
@@ -142,6 +163,30 @@ def _solve(
             f"{MESSAGES[reason]})"
         )
     return res.dst_H_src[0]
+
+
+def _size(img: DecodedImage) -> tuple[int, int]:
+    """(width, height) of the decoded pixels (the frame every matrix is computed in)."""
+    return int(img.pixels.shape[1]), int(img.pixels.shape[0])
+
+
+def _to_full(sel: Selection, img_a: DecodedImage, img_b: DecodedImage) -> Selection:
+    """The selection's matrices moved from the decoded (reduced) pixels to the full resolution:
+    ``inv(T_b) @ H @ T_a`` with ``T = pixels_T_full``; the same selection when not reduced."""
+    if img_a.reduction == 1 and img_b.reduction == 1:
+        return sel
+    T_a, T_b_inv = img_a.pixels_T_full, np.linalg.inv(img_b.pixels_T_full)
+
+    def move(c: Candidate) -> Candidate:
+        H = T_b_inv @ c.b_H_a @ T_a
+        return replace(c, b_H_a=H / H[2, 2] if H[2, 2] != 0 else H)
+
+    moved = {id(c): move(c) for c in sel.candidates}
+    best = None if sel.best is None else moved.get(id(sel.best)) or move(sel.best)
+    scale = img_a.pixels.shape[1] / img_a.size[0]
+    return replace(
+        sel, best=best, candidates=list(moved.values()), work_scale=sel.work_scale * scale
+    )
 
 
 def _finite(H: np.ndarray | None) -> bool:
@@ -236,6 +281,12 @@ class Estimator:
         start = time.perf_counter()
         use_net, use_feat = method in ("network", "auto"), method in ("features", "auto")
         fopts = features or self.feature_options()
+        # only the network and the scoring see the pixels: they need this much of them
+        need = (
+            MinimumSize(self.patch_size, self.patch_size, self.selection.max_pixels)
+            if method == "network" and not refine
+            else None
+        )
         with self.batcher.incoming() if use_net else contextlib.nullcontext():
             img_a, img_b, pair, decode_ms, pre_ms = await offload(
                 _decode_and_prepare,
@@ -244,6 +295,7 @@ class Estimator:
                 self.max_pixels,
                 self.min_side,
                 self.patch_size if use_net else None,
+                need,
             )
         timings: dict[str, float] = {"decode": decode_ms}
         feat_task = (
@@ -263,7 +315,7 @@ class Estimator:
                 offsets = res.outputs["offsets"].astype(np.float64)
                 try:
                     starts["network"] = await offload(
-                        _solve, offsets, img_a.size, img_b.size, self.patch_size
+                        _solve, offsets, _size(img_a), _size(img_b), self.patch_size
                     )
                 except DomainError as exc:
                     if method == "network":
@@ -305,6 +357,7 @@ class Estimator:
             refiner=None if aligner is None else aligner.refine,
             device="cpu" if aligner is None else aligner.device,
         )
+        sel = _to_full(sel, img_a, img_b)
         timings["select"] = (time.perf_counter() - t) * 1e3
         best = self._answer(sel, method, refined is not None)
         corners = corners_in(best.b_H_a, img_a.size)

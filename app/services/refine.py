@@ -83,6 +83,8 @@ class Aligner:
         b = cv2.warpPerspective(a, H, (64, 48))
         ta, tb = to_tensor(a, "a", self.device), to_tensor(b, "b", self.device)
         self.run(ta, tb, np.eye(3), RefineOptions(max_iterations=5), None)
+        # the robust losses run their own CPU kernel: compile (or load) it now, not on a request
+        self.run(ta, tb, np.eye(3), RefineOptions(max_iterations=2, robust="huber"), None)
         self.info["warmup_s"] = round(time.perf_counter() - start, 3)
         return self.info["warmup_s"]
 

@@ -3,12 +3,15 @@ error, from the identity."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import cv2
 import numpy as np
 import pytest
 import torch
 
 from app.alignment import RefineOptions, align_gauss_newton, refine_homography, to_tensor
+from app.alignment import gauss_newton as gn
 from tests.alignment.helpers import corner_error, make_pair, photo
 
 SIZE = (640, 480)
@@ -127,3 +130,54 @@ class TestShapes:
         a, b, H = make_pair("camera", 40, 0)
         r = refine_homography(a, b, device="cuda")
         assert corner_error(r.b_H_a, H, SIZE) < 0.1
+
+
+class TestCpuKernels:
+    """The CPU path (fused Numba passes) against the torch ops that run on CUDA, on the CPU."""
+
+    @pytest.mark.parametrize("masked", [False, True])
+    @pytest.mark.parametrize(
+        "opts",
+        [
+            RefineOptions(),
+            RefineOptions(photometric="none"),
+            RefineOptions(robust="huber"),
+            RefineOptions(robust="tukey", photometric="none"),
+        ],
+        ids=["gain_bias", "raw", "huber", "tukey"],
+    )
+    def test_evaluation_matches_torch(self, opts, masked):
+        a, b, H = make_pair("camera", 20, 0, (160, 120))
+        ta, tb = to_tensor(a, "a"), to_tensor(b, "b")
+        mask = None
+        if masked:
+            mask = torch.zeros_like(ta, dtype=torch.bool)
+            mask[..., 10:100, 20:150] = True
+        tpl = gn._template(ta, mask, 1)
+        reference = dataclasses.replace(tpl, cpu=None)
+        shift = np.array([[1, 0.01, 2.0], [0, 1, -1.5], [0, 0, 1]])
+        # all of A inside B, some of it outside (the two Hessian updates), a step off the truth
+        for Hs in (
+            np.eye(3),
+            H,
+            H @ shift,
+            np.diag([1.0, 1.0, 1.0]) + [[0, 0, 70], [0, 0, 0], [0] * 3],
+        ):
+            ours = gn._evaluate(tpl, tb[0, 0].numpy(), Hs, opts)
+            ref = gn._evaluate(reference, tb, Hs, opts)
+            assert ours.n == ref.n
+            np.testing.assert_allclose(ours.cost, ref.cost, rtol=1e-3)
+            np.testing.assert_allclose(ours.score, ref.score, rtol=1e-4)
+            # torch sums in float32; the robust weights follow a median of those sums
+            tol = (2e-3 if opts.robust == "none" else 1e-2) * np.abs(ref.grad).max()
+            np.testing.assert_allclose(ours.grad, ref.grad, rtol=0, atol=tol)
+            np.testing.assert_allclose(ours.hess, ref.hess, rtol=1e-3, atol=1e-5 * ref.hess.max())
+
+    def test_points_behind_the_camera_are_outside(self):
+        a = to_tensor(photo("camera", (64, 48)), "a")
+        tpl = gn._template(a, None, 1)
+        flip = np.diag([-1.0, -1.0, -1.0])  # the same pixels, w < 0: nothing is in front
+        assert gn._evaluate(tpl, a[0, 0].numpy(), flip, RefineOptions()) is None
+        assert (
+            gn._evaluate(tpl, a[0, 0].numpy(), np.eye(3), RefineOptions()).n == tpl.values.numel()
+        )

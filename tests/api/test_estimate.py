@@ -500,6 +500,43 @@ class TestGeometryPlumbing:
         wrong = cv2.warpPerspective(image_a, np.linalg.inv(H), size_b).astype(np.float64)
         assert np.abs(wrong - image_b).mean() > 10
 
+    @pytest.mark.parametrize("refine", [False, True])
+    def test_jpegs_decoded_reduced_answer_at_full_resolution(self, monkeypatch, refine) -> None:
+        """method=network without refinement decodes JPEGs at a fraction of their size (here
+        1/4: 256x192 still holds the 128 px input and the 4096 working pixels of the score);
+        the answer is the same as from the full decode, in full-resolution pixels."""
+        from app.services import images
+
+        size = (1024, 768)
+        image_a = cv2.resize(skimage_photo("astronaut.png"), size, interpolation=cv2.INTER_AREA)
+        src = image_corners(size).astype(np.float32)
+        dst = image_corners(size) + [[40, -28], [-48, 20], [-22, -40], [32, 24]]
+        b_H_a = cv2.getPerspectiveTransform(src, dst.astype(np.float32))
+        image_b = cv2.warpPerspective(image_a, b_H_a, size, borderMode=cv2.BORDER_REFLECT_101)
+        reductions: list[int] = []
+        decode = images.decode_pixels
+
+        def spy(data, header, field, **kw):
+            out = decode(data, header, field, **kw)
+            reductions.append(out.reduction)
+            return out
+
+        monkeypatch.setattr(estimate_service, "decode_pixels", spy)
+        engine = FakeEngine(offsets=true_offsets(b_H_a, size, size))
+        jpegs = files(encode(image_a, ".jpg"), encode(image_b, ".jpg"), "image/jpeg", "image/jpeg")
+        with fake_client(monkeypatch, engine, estimate_work_pixels=4096) as c:
+            r = c.post(f"/estimate?refine={str(refine).lower()}", files=jpegs)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert reductions == ([1, 1] if refine else [4, 4])
+        assert body["image_a_size"] == list(size) and body["image_b_size"] == list(size)
+        H = np.array(body["b_H_a"]) if not refine else np.array(body["refine"]["start_b_H_a"])
+        pts = np.random.default_rng(0).uniform(0, 1, (50, 2)) * size
+        assert np.abs(apply_h(H, pts) - apply_h(b_H_a, pts)).max() < 1e-6
+        network = next(c for c in body["candidates"] if c["name"] == "network")
+        np.testing.assert_allclose(network["b_H_a"], H, atol=1e-9)
+        assert np.abs(np.array(body["corners_in_b"]) - dst).max() < (1.0 if refine else 1e-6)
+
     def test_direction_matches_the_training_data_generator(self, monkeypatch) -> None:
         """On a pair rendered by training's generator, with its label as the prediction,
         cv2.warpPerspective(patch_a, b_H_a) lines up with patch_b (the other way round does
@@ -578,13 +615,13 @@ class TestRefineTrue:
         a, b, H = _shifted_pair()
         rough = H + np.array([[0, 0, 2.5], [0, 0, -2.0], [0, 0, 0]])  # 3 px off the truth
         calls: list[str] = []
-        decode = images.decode_image
+        decode = images.decode_pixels
 
-        def counting(data, field, **kw):
+        def counting(data, header, field, **kw):
             calls.append(field)
-            return decode(data, field, **kw)
+            return decode(data, header, field, **kw)
 
-        monkeypatch.setattr(estimate_service, "decode_image", counting)
+        monkeypatch.setattr(estimate_service, "decode_pixels", counting)
         engine = FakeEngine(offsets=true_offsets(rough, (320, 240), (320, 240)))
         with fake_client(monkeypatch, engine) as c:
             r = c.post("/estimate?refine=true", files=files(encode(a), encode(b)))

@@ -104,6 +104,42 @@ class TestSolveFourPoint:
         ]
         assert np.median(errs) < 0.05 and max(errs) < 5.0
 
+    @pytest.mark.parametrize("scale", [2e3, 1e6])
+    @settings(max_examples=150, deadline=None)
+    @given(data=st.data())
+    def test_float32_lanes_near_rounding(self, scale, data):
+        # float32 lanes (a full tile and a partial one, the same answer in both) stay within 2x
+        # of the float64 answer rounded to float32 (plus 1e-5 of the coordinates' magnitude)
+        # and overflow nowhere (at 1e6 px the plain product of the float64 path would)
+        src, dst = data.draw(quad_pairs(scale))
+        s32, d32 = np.float32(src), np.float32(dst)
+        r = solve_four_point(np.repeat(s32[None], 9, 0), np.repeat(d32[None], 9, 0))
+        assert r.valid.all() and r.dst_H_src.dtype == np.float32
+        rounded = solve_four_point(s32.astype(np.float64), d32.astype(np.float64)).dst_H_src[0]
+        floor = np.abs(project(np.float32(rounded), s32) - d32).max()
+        assert (r.dst_H_src == r.dst_H_src[:1]).all()
+        extent = max(np.abs(s32).max(), np.abs(d32).max())
+        err = np.abs(project(r.dst_H_src[0], s32) - d32).max()
+        assert err <= 2 * floor + 1e-5 * extent, (err, floor, extent)
+
+    def test_float32_median_error(self):
+        # the typical case: 128 px patches moved by +-32 px anywhere in a 640 px image
+        rng = np.random.default_rng(5)
+        corners = np.array([[0, 0], [127, 0], [127, 127], [0, 127]], np.float64)
+        src = corners + rng.uniform(0, 512, (20_000, 1, 2))
+        dst = (src + rng.uniform(-32, 32, src.shape)).astype(np.float32)
+        src = src.astype(np.float32)
+        ours = solve_four_point(src, dst).dst_H_src
+        rounded = solve_four_point(src.astype(np.float64), dst.astype(np.float64)).dst_H_src
+        p = np.c_[src.reshape(-1, 2), np.ones(len(src) * 4)].reshape(-1, 4, 3)
+
+        def err(H: np.ndarray) -> np.ndarray:
+            q = p @ np.swapaxes(np.float32(H).astype(np.float64), 1, 2)
+            return np.abs(q[..., :2] / q[..., 2:] - dst).max(axis=(1, 2))
+
+        e, floor = err(ours), err(rounded)
+        assert np.median(e) <= 2 * np.median(floor) and e.max() <= 2 * floor.max()
+
     def test_methods_agree(self):
         rng = np.random.default_rng(0)
         src = rng.uniform(0, 640, (500, 4, 2))
@@ -114,11 +150,12 @@ class TestSolveFourPoint:
         assert both.mean() > 0.99
         np.testing.assert_allclose(a.dst_H_src[both], s.dst_H_src[both], rtol=1e-6, atol=1e-9)
 
-    def test_blocked_default_path_matches_per_item_path(self):
-        # aca + h33 runs the blocked kernel (parallel above 16k items); frobenius runs the
-        # per-item kernel: same matrices up to scale and the same reasons, degenerate items too
+    @pytest.mark.parametrize("n", [40_000, 40_003])
+    def test_blocked_default_path_matches_per_item_path(self, n):
+        # aca + h33 runs the tiled kernel (parallel above 16k items; n % 8 items on the per-item
+        # path); frobenius runs the per-item kernel: same matrices up to scale and the same
+        # reasons, degenerate items too
         rng = np.random.default_rng(7)
-        n = 40_000
         src = rng.uniform(0, 640, (n, 4, 2))
         dst = src + rng.uniform(-40, 40, src.shape)
         bad = rng.choice(n, 300, replace=False)
@@ -135,6 +172,13 @@ class TestSolveFourPoint:
         )
         serial = solve_four_point(src[:1000], dst[:1000])
         np.testing.assert_array_equal(serial.dst_H_src, a.dst_H_src[:1000])
+        # float32 lanes flag what the per-item path flags with float32's tolerance; parallel
+        # and serial agree bit for bit
+        a32 = solve_four_point(np.float32(src), np.float32(dst))
+        f32 = solve_four_point(np.float32(src), np.float32(dst), normalize="frobenius")
+        np.testing.assert_array_equal(a32.reason, f32.reason)
+        serial32 = solve_four_point(np.float32(src[-1003:]), np.float32(dst[-1003:]))
+        np.testing.assert_array_equal(serial32.dst_H_src, a32.dst_H_src[-1003:])
 
     def test_frobenius_normalisation(self):
         rng = np.random.default_rng(1)

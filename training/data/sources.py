@@ -117,7 +117,10 @@ def load_gray_stack(
     out = np.empty((len(files), size[1], size[0]), dtype=np.uint8)
     n = 0
     for f in it:
-        img = cv2.imread(str(f), cv2.IMREAD_UNCHANGED)
+        # a JPEG's gray is its luma plane, straight from the decoder, as /estimate decodes it
+        # (app.services.images.decode_pixels); other files as stored, converted by resize_gray
+        jpeg = f.suffix.lower() in (".jpg", ".jpeg")
+        img = cv2.imread(str(f), cv2.IMREAD_GRAYSCALE if jpeg else cv2.IMREAD_UNCHANGED)
         if img is None:
             continue
         if img.dtype == np.uint16:  # 16-bit PNG/TIFF
