@@ -18,11 +18,11 @@ $(VENV)/.installed: pyproject.toml client/pyproject.toml $(CONSTRAINTS)
 	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[$(EXTRAS)]" -e ./client
 	touch $@
 
-# the Numba kernels, compiled ahead of time into Numba's on-disk cache (NUMBA_CACHE_DIR, or
-# app/geometry/__pycache__): a server start then loads them in about a second
+# the Numba kernels (solvers, refinement, JSON scan), compiled ahead of time into Numba's on-disk
+# cache (NUMBA_CACHE_DIR, or app/*/__pycache__): a server start then loads them in about a second
 KERNELS := $(VENV)/.kernels
-$(KERNELS): $(VENV)/.installed $(wildcard app/geometry/*.py)
-	$(PY) -m app.geometry.warmup
+$(KERNELS): $(VENV)/.installed $(wildcard app/geometry/*.py app/alignment/*.py) app/services/json_scan.py app/services/warmup.py
+	$(PY) -m app.services.warmup
 	touch $@
 
 install: $(VENV)/.installed $(KERNELS)

@@ -68,7 +68,7 @@ def main() -> None:
 
             os.environ["NUMBA_CACHE_DIR"] = tmp
             subprocess.run(
-                [sys.executable, "-m", "app.geometry.warmup"],
+                [sys.executable, "-m", "app.services.warmup"],
                 cwd=ROOT,
                 check=True,
                 env=dict(os.environ),

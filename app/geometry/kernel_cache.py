@@ -1,7 +1,8 @@
-"""Where Numba keeps the compiled solver kernels (``cache=True`` in :mod:`app.geometry._kernels`).
+"""Where Numba keeps the compiled kernels (``cache=True`` in :mod:`app.geometry._kernels` and the
+other kernel modules; ``python -m app.services.warmup`` compiles them all).
 
 ``NUMBA_CACHE_DIR`` names the directory; unset, Numba writes beside the sources
-(``app/geometry/__pycache__``, which ``make install`` fills). The images compile into
+(``app/geometry/__pycache__`` and the like, which ``make install`` fills). The images compile into
 ``/opt/numba-cache`` at build time. Numba only uses a cache directory it can write: a read-only
 one, even with a matching index, is passed over for the next location it can write (another
 directory: everything recompiled) and, when there is none, importing the kernels fails with

@@ -1,4 +1,5 @@
-"""Compile and exercise the Numba kernels once, so the first request pays no JIT cost."""
+"""Compile and exercise the solver kernels once, so the first request pays no JIT cost
+(``python -m app.services.warmup`` does it ahead of time, with the service's other kernels)."""
 
 from __future__ import annotations
 
@@ -48,18 +49,3 @@ def warm_up_solvers() -> SolverEngine:
     dlt_homography(pts, pts + 1.0)
     ransac_homography(pts[0], pts[0] + 1.0, seed=0)
     return SolverEngine(round(time.perf_counter() - start, 3))
-
-
-def main() -> None:
-    """``python -m app.geometry.warmup``: compile every kernel into Numba's on-disk cache, ahead
-    of time (``make install``, the image build), so that a server start only loads them."""
-    from app.geometry.kernel_cache import prepare_kernel_cache
-
-    cache = prepare_kernel_cache()
-    engine = warm_up_solvers()
-    where = cache or "beside the sources (app/geometry/__pycache__)"
-    print(f"solver kernels ready in {engine.info['warmup_s']} s; Numba cache: {where}")
-
-
-if __name__ == "__main__":
-    main()

@@ -26,6 +26,7 @@ from app.alignment import (
     to_tensor,
 )
 from app.alignment.gauss_newton import align_gauss_newton
+from app.alignment.warmup import warm_up_alignment
 from app.core.config import Settings
 from app.core.errors import DomainError
 from app.imaging import shrink_pair, to_gray
@@ -76,16 +77,10 @@ class Aligner:
         }
 
     def warm_up(self) -> float:
-        start = time.perf_counter()
-        rng = np.random.default_rng(0)
-        a = cv2.GaussianBlur((rng.random((48, 64)) * 255).astype(np.uint8), (5, 5), 1.5)
-        H = np.array([[1.0, 0.01, 1.0], [0.0, 1.0, -0.5], [0.0, 0.0, 1.0]])
-        b = cv2.warpPerspective(a, H, (64, 48))
-        ta, tb = to_tensor(a, "a", self.device), to_tensor(b, "b", self.device)
-        self.run(ta, tb, np.eye(3), RefineOptions(max_iterations=5), None)
-        # the robust losses run their own CPU kernel: compile (or load) it now, not on a request
-        self.run(ta, tb, np.eye(3), RefineOptions(max_iterations=2, robust="huber"), None)
-        self.info["warmup_s"] = round(time.perf_counter() - start, 3)
+        # least squares and a robust loss: on the CPU, every refinement kernel compiled (or
+        # loaded from the cache `make install` and the image builds fill), not on a request
+        with self._slots:
+            self.info["warmup_s"] = round(warm_up_alignment(self.device), 3)
         return self.info["warmup_s"]
 
     def run(
