@@ -22,9 +22,10 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["FAILURE_PX", "corner_errors", "summarize"]
+__all__ = ["FAILURE_PX", "corner_auc", "corner_errors", "success_rates", "summarize"]
 
 FAILURE_PX = 10.0
+_trapezoid = getattr(np, "trapezoid", None) or np.trapz  # NumPy 1.26 has only trapz
 
 
 def corner_errors(pred: Any, true: Any) -> Any:
@@ -51,3 +52,34 @@ def summarize(
         "failure_rate": float(fail.mean()),
         "no_estimate": int(miss.sum()),
     }
+
+
+def success_rates(errors: np.ndarray, thresholds: tuple[float, ...]) -> dict[float, float]:
+    """Fraction of pairs whose corner error is at most each threshold (no estimate: inf)."""
+    e = np.asarray(errors, dtype=np.float64)
+    return {t: float(np.mean(e <= t)) if e.size else float("nan") for t in thresholds}
+
+
+def corner_auc(errors: np.ndarray, thresholds: tuple[float, ...]) -> dict[float, float]:
+    """Area under the cumulative corner-error curve up to each threshold, over the threshold
+    (HPatches homography convention, as in SuperGlue's and glue-factory's evaluations): the
+    recall ``r(e)`` (fraction of pairs with error <= e) integrated from 0 to ``t`` with the
+    trapezoid rule on the sorted errors, divided by ``t``; in [0, 1]. A pair without an
+    estimate counts with an infinite error.
+
+    Example:
+        >>> round(corner_auc(np.array([0.0, 1.0, np.inf]), (2.0,))[2.0], 4)
+        0.5833
+    """
+    e = np.sort(np.asarray(errors, dtype=np.float64))
+    n = e.size
+    out = {}
+    for t in thresholds:
+        if n == 0:
+            out[t] = float("nan")
+            continue
+        k = int(np.searchsorted(e, t, side="right"))
+        xs = np.concatenate([[0.0], e[:k], [t]])
+        ys = np.concatenate([[0.0], np.arange(1, k + 1) / n, [k / n]])
+        out[t] = float(_trapezoid(ys, xs) / t)
+    return out

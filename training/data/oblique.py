@@ -125,7 +125,7 @@ def _max_texels_per_pixel(img_H_tex: np.ndarray, size: tuple[int, int]) -> float
     worst = 0.0
     for dx, dy in ((1.0, 0.0), (0.0, 1.0)):
         q0, _ = transform_points(tex_H_img, p)
-        q1, _ = transform_points(tex_H_img, p + [dx, dy])
+        q1, _ = transform_points(tex_H_img, p + np.array([dx, dy]))
         worst = max(worst, float(np.nanmax(np.linalg.norm(q1 - q0, axis=1))))
     return worst
 
@@ -162,12 +162,16 @@ def _views_ok(
         if np.any(wq <= 0) or not np.all(np.isfinite(wq)):
             return False, 0.0
     b_H_a = H_b @ np.linalg.inv(H_a)
+    if np.any(transform_points(b_H_a, corners)[1] <= 0):  # the corner error would be undefined
+        return False, 0.0
     xs, ys = np.meshgrid(np.linspace(0, w - 1, 24), np.linspace(0, h - 1, 18))
     grid = np.stack([xs.ravel(), ys.ravel()], 1)
     fractions = []
     for H in (b_H_a, np.linalg.inv(b_H_a)):
         q, wq = transform_points(H, grid)
-        inside = (wq > 0) & (q[:, 0] >= 0) & (q[:, 0] <= w - 1) & (q[:, 1] >= 0) & (q[:, 1] <= h - 1)
+        inside = (
+            (wq > 0) & (q[:, 0] >= 0) & (q[:, 0] <= w - 1) & (q[:, 1] >= 0) & (q[:, 1] <= h - 1)
+        )
         fractions.append(float(inside.mean()))
     # the narrower view must lie mostly inside the wider one (a 4x zoom sees 1/16 of it)
     return max(fractions) >= min_overlap and min(fractions) >= 0.02, max(fractions)

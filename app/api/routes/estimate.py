@@ -23,6 +23,7 @@ from app.api.schemas.estimate import (
     EstimateResponse,
     EstimateTimings,
     FeaturesReport,
+    KeypointSupport,
     ModelReport,
     PhotometricScore,
     QualityReport,
@@ -31,6 +32,7 @@ from app.api.schemas.refine import ChainedRefine, refine_response
 from app.core.errors import DomainError
 from app.core.metrics import ITEMS
 from app.estimation import Candidate
+from app.features import Support
 from app.geometry.points import corners_in
 from app.services.estimate import EstimateResult, Estimator, Method
 from app.services.images import decode_base64
@@ -124,11 +126,27 @@ MethodQuery = Annotated[
     Query(description="network (HomographyNet), features (keypoints + RANSAC) or auto (best)."),
 ]
 DetectorQuery = Annotated[
-    Literal["sift", "orb"], Query(description="Keypoints for method=features/auto.")
+    Literal["sift", "orb", "asift"],
+    Query(
+        description="Keypoints for method=features/auto: sift, orb, or asift (SIFT on "
+        "affine-simulated views of image A: strong foreshortening, a few seconds)."
+    ),
 ]
 RobustQuery = Annotated[
-    Literal["aca", "usac"],
-    Query(description="Robust fit for the features: our RANSAC with ACA, or OpenCV's USAC."),
+    Literal["aca", "usac"] | None,
+    Query(
+        description="Robust fit for the features: our RANSAC with ACA (default for sift and "
+        "orb), or OpenCV's USAC MAGSAC++ (default for asift)."
+    ),
+]
+EscalationQuery = Annotated[
+    float | None,
+    Query(
+        ge=0,
+        description="method=auto: seconds it may spend on stronger matching (affine-simulated "
+        "SIFT, guided matching) when the fast candidates are weak; 0 turns it off; default "
+        "and upper bound are server settings.",
+    ),
 ]
 
 
@@ -186,6 +204,14 @@ def _photometric(c: Consistency) -> PhotometricScore:
     )
 
 
+def _support(s: Support | None) -> KeypointSupport | None:
+    if s is None:
+        return None
+    return KeypointSupport(
+        inliers=s.inliers, inlier_ratio=s.ratio, spread=s.spread, rms_px=_num(s.rms_px)
+    )
+
+
 def _candidate(c: Candidate, size_a: tuple[int, int]) -> CandidateReport:
     corners = corners_in(c.b_H_a, size_a)
     return CandidateReport(
@@ -195,6 +221,7 @@ def _candidate(c: Candidate, size_a: tuple[int, int]) -> CandidateReport:
         b_H_a=c.b_H_a.tolist(),
         corners_in_b=None if corners is None else corners.tolist(),
         photometric=_photometric(c.score),
+        support=_support(c.support),
         confidence=c.confidence,
         agreeing=c.agreeing,
         seconds=round(c.seconds, 4),
@@ -215,9 +242,11 @@ def _response(r: EstimateResult) -> EstimateResponse:
             low_confidence=sel.low_confidence,
             reasons=sel.reasons,
             photometric=_photometric(best.score),
+            support=_support(best.support),
             photometric_before_refine=None if start is None else _photometric(start.score),
             agreeing=sel.agreeing,
             work_scale=sel.work_scale,
+            escalation=sel.escalation,
         ),
         model=None if r.model is None else ModelReport(**r.model),
         offsets=None if r.offsets is None else r.offsets.tolist(),
@@ -239,6 +268,7 @@ def _response(r: EstimateResult) -> EstimateResponse:
             inlier_ratio=f.inlier_ratio,
             rms_px=_num(f.rms_px),
             scale=f.scale,
+            spread=f.spread,
             detail=f.detail,
         ),
         candidates=[_candidate(c, r.size_a) for c in sel.candidates],
@@ -277,11 +307,13 @@ class EstimateQuery:
         self,
         method: MethodQuery = "network",
         detector: DetectorQuery = "sift",
-        robust: RobustQuery = "aca",
+        robust: RobustQuery = None,
         refine: RefineQuery = False,
+        escalation_seconds: EscalationQuery = None,
     ) -> None:
         self.method, self.detector, self.robust = method, detector, robust
         self.refine = refine and method != "auto"
+        self.escalation_seconds = escalation_seconds
 
 
 async def _estimate(
@@ -298,6 +330,7 @@ async def _estimate(
         estimator.feature_options(q.detector, q.robust),
         aligner=aligner,
         refine=q.refine,
+        escalation_seconds=q.escalation_seconds,
     )
     ITEMS.labels("estimate").inc()
     if result.refine is not None and result.refine.applied:
