@@ -49,20 +49,29 @@ from app.geometry.points import corner_distance  # noqa: E402
 SHARED = ROOT.parent / "shared" / "data"
 
 
-def fit_logistic(X: np.ndarray, y: np.ndarray, l2: float = 1e-2, iters: int = 100) -> np.ndarray:
-    """Weights w maximising the L2-penalised log-likelihood of P(y=1) = sigmoid(X @ w)."""
-    w = np.zeros(X.shape[1])
-    reg = l2 * np.eye(X.shape[1])
-    reg[-1, -1] = 0.0  # the bias is not penalised
-    for _ in range(iters):
-        p = 1.0 / (1.0 + np.exp(-np.clip(X @ w, -50, 50)))
-        g = X.T @ (p - y) + reg @ w
-        Hs = X.T @ (X * (p * (1 - p))[:, None]) + reg
-        step = np.linalg.solve(Hs, g)
-        w -= step
-        if np.abs(step).max() < 1e-9:
-            break
-    return w
+# more evidence never lowers the confidence: every evidence weight is >= 0 (the bias and
+# "matches exist", which may count against a candidate that explains none of them, are free)
+MONOTONE = tuple(n not in ("has_matches", "bias") for n in FEATURE_NAMES)
+
+
+def fit_logistic(X: np.ndarray, y: np.ndarray, l2: float = 1e-2) -> np.ndarray:
+    """Weights w maximising the L2-penalised log-likelihood of P(y=1) = sigmoid(X @ w), with
+    the evidence weights kept non-negative (``MONOTONE``): correlated inputs (the two NCCs,
+    the inlier count and ratio) otherwise trade signs and the model stops being monotone."""
+    from scipy.optimize import minimize
+
+    reg = np.full(X.shape[1], l2)
+    reg[-1] = 0.0  # the bias is not penalised
+
+    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+        z = X @ w
+        nll = np.sum(np.logaddexp(0.0, z) - y * z) + 0.5 * np.sum(reg * w * w)
+        p = 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+        return float(nll), X.T @ (p - y) + reg * w
+
+    bounds = [(0.0, None) if m else (None, None) for m in MONOTONE]
+    res = minimize(loss, np.zeros(X.shape[1]), jac=True, method="L-BFGS-B", bounds=bounds)
+    return res.x
 
 
 def calibration_stats(conf: np.ndarray, ok: np.ndarray, errors: np.ndarray, bins: int = 10):
@@ -208,9 +217,16 @@ def main() -> None:
     ap.add_argument("--model", default=str(ROOT / "models" / "homographynet_regression.onnx"))
     ap.add_argument("--plot", type=Path, help="reliability diagram of the winners (PNG)")
     ap.add_argument("--plausibility", action="store_true")
+    ap.add_argument("--records", type=Path, help="save the candidates here (pickle) ...")
+    ap.add_argument("--reuse", action="store_true", help="... or fit on those saved before")
     args = ap.parse_args()
     if args.plausibility:
         plausibility()
+        return
+    if args.reuse and args.records and args.records.exists():
+        import pickle
+
+        fit_and_report(pickle.loads(args.records.read_bytes()), args.plot)
         return
     from app.inference.engine import OnnxHomographyEngine
     from training.data.oblique import load_photos, make_oblique_pairs
@@ -233,6 +249,14 @@ def main() -> None:
         raise SystemExit("no calibration pairs")
     engine = OnnxHomographyEngine(Path(args.model), ("CPUExecutionProvider",))
     records = collect(pairs, engine)
+    if args.records:
+        import pickle
+
+        args.records.write_bytes(pickle.dumps(records))
+    fit_and_report(records, args.plot)
+
+
+def fit_and_report(records: list[dict], plot: Path | None) -> None:
     X = np.array([c["x"] for r in records for c in r["cands"] if c["eligible"]])
     err = np.array([c["err"] for r in records for c in r["cands"] if c["eligible"]])
     y = (err <= CONFIDENCE_PX).astype(float)
@@ -271,9 +295,9 @@ def main() -> None:
         print(
             f"  [{lo:.1f}, {hi:.1f}): {n:4d} answers, mean confidence {mc:.3f}, within 5 px {acc:.3f}"
         )
-    if args.plot:
-        reliability_plot(c2, e2 <= CONFIDENCE_PX, args.plot, "calibration pairs, 5-fold")
-        print(f"wrote {args.plot}")
+    if plot:
+        reliability_plot(c2, e2 <= CONFIDENCE_PX, plot, "calibration pairs, 5-fold")
+        print(f"wrote {plot}")
 
 
 if __name__ == "__main__":

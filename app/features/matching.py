@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -62,6 +63,7 @@ class FeatureOptions:
     ``max_pixels``: images larger than this are matched at about this many pixels
     (``asift_max_pixels`` for ``asift``). ``normalize``: stretch each image's contrast (1st to
     99th percentile) before detection, so that dark or washed-out photos give keypoints too.
+    ``threads``: simulated views detected at once (OpenCV releases the GIL).
     ``min_inliers``: fewer matches agreeing on a homography is no estimate (a handful of
     chance matches always agree on some map). ``seed``: makes our RANSAC deterministic."""
 
@@ -74,9 +76,10 @@ class FeatureOptions:
     max_iterations: int = 5000
     max_pixels: int = 1_000_000
     normalize: bool = True
-    tilts: tuple[float, ...] = (2.0, 2.83, 4.0)
+    tilts: tuple[float, ...] = (2.0, 2.83)
     asift_max_pixels: int = 300_000
     asift_features: int = 1500
+    threads: int = 2
     min_inliers: int = 8
     seed: int = 0
 
@@ -94,6 +97,7 @@ class FeatureOptions:
             "asift_max_pixels": self.asift_max_pixels >= 4096,
             "asift_features": 8 <= self.asift_features <= 100_000,
             "min_inliers": 4 <= self.min_inliers <= 10_000,
+            "threads": 1 <= self.threads <= 64,
         }
         for name, ok in checks.items():
             if not ok:
@@ -206,22 +210,28 @@ def detect(image: np.ndarray, options: FeatureOptions, simulate: bool = False) -
     max_pixels = options.asift_max_pixels if simulate else options.max_pixels
     gray, T = _work_gray(image, max_pixels, options.normalize)
     T_inv = np.linalg.inv(T)
-    if options.detector == "orb":
-        det, norm = cv2.ORB_create(nfeatures=options.max_features), cv2.NORM_HAMMING
-    else:
-        n = options.asift_features if simulate else options.max_features
-        det, norm = cv2.SIFT_create(nfeatures=n), cv2.NORM_L2
-    pts, descs, views = [], [], []
+    orb = options.detector == "orb"
+    norm = cv2.NORM_HAMMING if orb else cv2.NORM_L2
+    n = options.asift_features if simulate else options.max_features
     sims = [None, *tilt_longitudes(options.tilts)] if simulate else [None]
-    for i, sim in enumerate(sims):
+
+    def one(sim: tuple[float, float] | None) -> tuple[np.ndarray, np.ndarray | None]:
+        det = cv2.ORB_create(nfeatures=n) if orb else cv2.SIFT_create(nfeatures=n)  # per thread
         if sim is None:
             kps, d = det.detectAndCompute(gray, None)
-            p = np.array([k.pt for k in kps], np.float64).reshape(-1, 2)
-        else:
-            v = simulate_view(gray, *sim)
-            kps, d = det.detectAndCompute(v.image, v.mask)
-            p = v.to_original(np.array([k.pt for k in kps], np.float64).reshape(-1, 2))
-        if d is None or not len(kps):
+            return np.array([k.pt for k in kps], np.float64).reshape(-1, 2), d
+        v = simulate_view(gray, *sim)
+        kps, d = det.detectAndCompute(v.image, v.mask)
+        return v.to_original(np.array([k.pt for k in kps], np.float64).reshape(-1, 2)), d
+
+    if len(sims) > 1 and options.threads > 1:  # OpenCV releases the GIL: views in parallel
+        with ThreadPoolExecutor(options.threads) as pool:
+            found = list(pool.map(one, sims))
+    else:
+        found = [one(sim) for sim in sims]
+    pts, descs, views = [], [], []
+    for i, (p, d) in enumerate(found):
+        if d is None or not len(p):
             continue
         pts.append(transform_points(T_inv, p)[0])
         descs.append(d)
@@ -238,27 +248,21 @@ def detect(image: np.ndarray, options: FeatureOptions, simulate: bool = False) -
 
 
 def match_keypoints(kp_a: Keypoints, kp_b: Keypoints, ratio: float) -> Correspondences:
-    """Nearest-two matching of every view of A against B, Lowe's ratio test within each view
-    (a point seen in several views must not fail the test against its own copies)."""
-    src, dst = [], []
-    if len(kp_a) and len(kp_b) >= 2:
-        matcher = cv2.BFMatcher(kp_a.norm)
-        for v in np.unique(kp_a.view):
-            idx = np.flatnonzero(kp_a.view == v)
-            pairs = matcher.knnMatch(kp_a.descriptors[idx], kp_b.descriptors, k=2)
-            good = [
-                (idx[m[0].queryIdx], m[0].trainIdx)
-                for m in pairs
-                if len(m) == 2 and m[0].distance < ratio * m[1].distance
-            ]
-            if good:
-                ia, ib = np.array(good).T
-                src.append(kp_a.points[ia])
-                dst.append(kp_b.points[ib])
+    """Nearest-two matching of A's keypoints (every simulated view's) against B's, Lowe's ratio
+    test on B's two nearest descriptors."""
     px = 1.0 / kp_b.work_scale if kp_b.work_scale > 0 else 1.0
-    if not src:
+    if not len(kp_a) or len(kp_b) < 2:
         return Correspondences(np.zeros((0, 2)), np.zeros((0, 2)), px)
-    return Correspondences(np.concatenate(src), np.concatenate(dst), px)
+    pairs = cv2.BFMatcher(kp_a.norm).knnMatch(kp_a.descriptors, kp_b.descriptors, k=2)
+    good = [
+        (m[0].queryIdx, m[0].trainIdx)
+        for m in pairs
+        if len(m) == 2 and m[0].distance < ratio * m[1].distance
+    ]
+    if not good:
+        return Correspondences(np.zeros((0, 2)), np.zeros((0, 2)), px)
+    ia, ib = np.array(good).T
+    return Correspondences(kp_a.points[ia], kp_b.points[ib], px)
 
 
 def guided_matches(

@@ -112,7 +112,10 @@ def plane_to_image(v: ViewParams, size: tuple[int, int], texture_size: tuple[int
     tw, th = texture_size
     plane_H_tex = np.array([[1.0, 0, -(tw - 1) / 2], [0, 1.0, -(th - 1) / 2], [0, 0, 1]])
     H = img_H_plane @ plane_H_tex
-    return H / H[2, 2]
+    # scaled so that the point looked at has w = 1: w > 0 in front of the camera, whatever the
+    # sign of the texture origin's depth
+    tx, ty = v.target[0] + (tw - 1) / 2, v.target[1] + (th - 1) / 2
+    return H / (H @ np.array([tx, ty, 1.0]))[2]
 
 
 def _max_texels_per_pixel(img_H_tex: np.ndarray, size: tuple[int, int]) -> float:
@@ -261,7 +264,7 @@ def _degrade(
         x = cv2.GaussianBlur(x, (0, 0), blur)
     p["blur_sigma"] = blur
     if rng.random() < (0.3 if strong else 0.1):  # camera shake: a line kernel
-        length = int(u(3, 12 if strong else 6))
+        length = 2 * int(u(1, 6 if strong else 3)) + 1  # odd: centred on filter2D's anchor
         k = np.zeros((length, length), np.float32)
         k[length // 2, :] = 1.0
         rot = cv2.getRotationMatrix2D(((length - 1) / 2, (length - 1) / 2), u(0, 180), 1.0)

@@ -1,8 +1,9 @@
 """Real photo pairs of planar scenes with ground-truth homographies, read from a folder.
 
-Layout (the Oxford affine-covariant regions sequences' and HPatches'): one folder per sequence
-with ``img1.<ext>`` ... ``imgN.<ext>`` and ``H1toKp`` files (3x3, whitespace-separated,
-row-major) mapping img1 pixels to imgK pixels. Pairs are ``1 -> K`` (the benchmark's) or, with
+Layouts: one folder per sequence, either Oxford's affine-covariant regions data set
+(``img1.<ext>`` ... ``imgN.<ext>``, ``H1toKp``) or HPatches' (``1.ppm`` ... ``6.ppm``,
+``H_1_K``); the homography files are 3x3, whitespace-separated, row-major, mapping image 1's
+pixels to image K's. Pairs are ``1 -> K`` (the benchmark's) or, with
 ``all_pairs``, every ``i -> j`` with ``2 <= i < j`` (``H_ij = H_1j @ inv(H_1i)``: the same scenes,
 other pairs; used for calibration, apart from the benchmark's pairs). The graffiti pair 1 -> 3 of
 Debian's opencv-doc is added by :func:`training.data.hard_pairs.graf_pair`.
@@ -38,11 +39,27 @@ class RealPair:
 
 
 def _image(folder: Path, index: int) -> np.ndarray | None:
-    for ext in _EXTENSIONS:
-        p = folder / f"img{index}{ext}"
-        if p.is_file():
-            return cv2.imread(str(p), cv2.IMREAD_COLOR)
+    for stem in (f"img{index}", f"{index}"):
+        for ext in _EXTENSIONS:
+            p = folder / f"{stem}{ext}"
+            if p.is_file():
+                return cv2.imread(str(p), cv2.IMREAD_COLOR)
     return None
+
+
+def _homographies(folder: Path) -> dict[int, np.ndarray]:
+    """{K: 1_H_K file} for Oxford's ``H1toKp`` and HPatches' ``H_1_K`` names; {1: identity}."""
+    out = {1: np.eye(3)}
+    for f in folder.iterdir():
+        name = f.name
+        if name.startswith("H1to") and name.endswith("p") and name[4:-1].isdigit():
+            k = int(name[4:-1])
+        elif name.startswith("H_1_") and name[4:].isdigit():
+            k = int(name[4:])
+        else:
+            continue
+        out[k] = np.loadtxt(f).reshape(3, 3)
+    return out
 
 
 def load_real_pairs(root: str | Path, all_pairs: bool = False) -> list[RealPair]:
@@ -53,10 +70,7 @@ def load_real_pairs(root: str | Path, all_pairs: bool = False) -> list[RealPair]
         return []
     out: list[RealPair] = []
     for seq in sorted(p for p in root.iterdir() if p.is_dir()):
-        H1 = {1: np.eye(3)}
-        for f in sorted(seq.glob("H1to*p")):
-            k = int(f.name[4:-1])
-            H1[k] = np.loadtxt(f).reshape(3, 3)
+        H1 = _homographies(seq)
         images = {k: _image(seq, k) for k in H1}
         idx = sorted(k for k, im in images.items() if im is not None)
         if all_pairs:
