@@ -30,7 +30,6 @@ beyond their extremes.
 from __future__ import annotations
 
 import argparse
-import itertools
 import math
 import sys
 import time
@@ -45,6 +44,7 @@ from app.estimation import CONFIDENCE_PX, AutoOptions, estimate_auto  # noqa: E4
 from app.estimation.evidence import FEATURE_NAMES, local_jacobian, overlap_centre  # noqa: E402
 from app.features import estimate_features  # noqa: E402
 from app.geometry.points import corner_distance  # noqa: E402
+from training.metrics import calibration_stats  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 
@@ -72,51 +72,6 @@ def fit_logistic(X: np.ndarray, y: np.ndarray, l2: float = 1e-2) -> np.ndarray:
     bounds = [(0.0, None) if m else (None, None) for m in MONOTONE]
     res = minimize(loss, np.zeros(X.shape[1]), jac=True, method="L-BFGS-B", bounds=bounds)
     return res.x
-
-
-def calibration_stats(conf: np.ndarray, ok: np.ndarray, errors: np.ndarray, bins: int = 10):
-    """Brier score, expected calibration error (equal-width bins, weighted by their counts),
-    answers over 10 px with confidence >= 0.5, and the bins (lo, hi, n, mean conf, accuracy)."""
-    conf, ok = np.asarray(conf, float), np.asarray(ok, float)
-    edges = np.linspace(0, 1, bins + 1)
-    table, ece = [], 0.0
-    for lo, hi in itertools.pairwise(edges):
-        m = (conf >= lo) & ((conf < hi) if hi < 1 else (conf <= hi))
-        if m.any():
-            table.append((lo, hi, int(m.sum()), float(conf[m].mean()), float(ok[m].mean())))
-            ece += m.mean() * abs(conf[m].mean() - ok[m].mean())
-    return {
-        "brier": float(np.mean((conf - ok) ** 2)),
-        "ece": float(ece),
-        "over_10px_confident": int(np.sum((np.asarray(errors) > 10) & (conf >= 0.5))),
-        "bins": table,
-    }
-
-
-def reliability_plot(conf: np.ndarray, ok: np.ndarray, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    st = calibration_stats(conf, ok, np.zeros(len(conf)))
-    fig, ax = plt.subplots(figsize=(4.6, 4.4))
-    ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect")
-    xs = [(lo + hi) / 2 for lo, hi, *_ in st["bins"]]
-    ax.bar(xs, [acc for *_, acc in st["bins"]], width=0.09, alpha=0.6, label="accuracy per bin")
-    for (*_, n, _c, acc), x in zip(st["bins"], xs, strict=True):
-        ax.annotate(str(n), (x, acc), ha="center", va="bottom", fontsize=7)
-    ax.plot([c for _, _, _, c, _ in st["bins"]], [a for *_, a in st["bins"]], "o-", ms=3)
-    ax.set(
-        xlim=(0, 1),
-        ylim=(0, 1.05),
-        xlabel="confidence",
-        ylabel=f"fraction within {CONFIDENCE_PX:g} px",
-        title=f"{title}\nBrier {st['brier']:.3f}, ECE {st['ece']:.3f}",
-    )
-    ax.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
 
 
 def collect(pairs, engine) -> list[dict]:
@@ -296,6 +251,8 @@ def fit_and_report(records: list[dict], plot: Path | None) -> None:
             f"  [{lo:.1f}, {hi:.1f}): {n:4d} answers, mean confidence {mc:.3f}, within 5 px {acc:.3f}"
         )
     if plot:
+        from _plots import reliability_plot
+
         reliability_plot(c2, e2 <= CONFIDENCE_PX, plot, "calibration pairs, 5-fold")
         print(f"wrote {plot}")
 

@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.geometry.points import corner_distance  # noqa: E402
-from training.metrics import corner_auc, success_rates  # noqa: E402
+from training.metrics import calibration_stats, corner_auc, success_rates  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 THRESHOLDS = (1.0, 3.0, 5.0, 10.0)
@@ -252,51 +252,29 @@ def confidence_report(rows: list[dict]) -> dict:
         return {}
     e = np.array([r["error"] for r in have])
     c = np.array([r["confidence"] for r in have])
-    wrong10 = int(np.sum((e > 10) & (c >= 0.5)))
     bad = e > 5
+    st = calibration_stats(c, ~bad, e)
     rep = {
         "answers": len(have),
-        "over_10px_with_confidence_ge_0.5": wrong10,
+        "over_10px_with_confidence_ge_0.5": st["over_10px_confident"],
         "failures_5px": int(bad.sum()),
         "failures_flagged": int(np.sum(bad & (c < 0.5))),
         "good_flagged": int(np.sum(~bad & (c < 0.5))),
-        "brier": float(np.mean((c - (~bad)) ** 2)),
+        "brier": st["brier"],
+        "ece": st["ece"],
+        "bins": st["bins"],
     }
     print(
-        f"\nauto's confidence: {rep['answers']} answers, {wrong10} off by > 10 px with "
-        f"confidence >= 0.5 (target 0); {rep['failures_flagged']} of {rep['failures_5px']} "
-        f"failures (> 5 px) flagged; {rep['good_flagged']} good answers flagged; Brier "
-        f"{rep['brier']:.3f}"
+        f"\nauto's confidence: {rep['answers']} answers, {rep['over_10px_with_confidence_ge_0.5']} "
+        f"off by > 10 px with confidence >= 0.5 (target 0); {rep['failures_flagged']} of "
+        f"{rep['failures_5px']} failures (> 5 px) flagged; {rep['good_flagged']} good answers "
+        f"flagged; Brier {st['brier']:.4f}, ECE {st['ece']:.4f}"
     )
+    print("\n| confidence | answers | mean confidence | within 5 px | gap |")
+    print("|---|---:|---:|---:|---:|")
+    for lo, hi, n, mc, acc in st["bins"]:
+        print(f"| {lo:.1f}-{hi:.1f} | {n} | {mc:.3f} | {acc:.3f} | {abs(mc - acc):.3f} |")
     return rep
-
-
-def plot(results: dict[str, list[dict]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    datasets = [
-        d
-        for d in ("real", "rendered")
-        if any(r["dataset"] == d for rows in results.values() for r in rows)
-    ]
-    fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4.2), squeeze=False)
-    x = np.linspace(0, 10, 201)
-    for ax, d in zip(axes[0], datasets, strict=True):
-        for m, rows in results.items():
-            e = np.array([r["error"] for r in rows if r["dataset"] == d])
-            if e.size:
-                ax.plot(x, [(e <= t).mean() for t in x], label=m, lw=2 if m == "auto" else 1)
-        ax.set(
-            title=f"{d} pairs", xlabel="corner error (px)", ylabel="fraction of pairs", ylim=(0, 1)
-        )
-        ax.grid(alpha=0.3)
-    axes[0][-1].legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    print(f"\nwrote {path}")
 
 
 def wait_ready(base: str, seconds: float = 300) -> None:
@@ -324,6 +302,7 @@ def main() -> None:
     ap.add_argument("--env", nargs="*", default=[], metavar="KEY=VALUE", help="server settings")
     ap.add_argument("--json", type=Path, help="write every pair's result here")
     ap.add_argument("--plot", type=Path, help="write the cumulative error curves here (PNG)")
+    ap.add_argument("--reliability", type=Path, help="write auto's reliability diagram (PNG)")
     args = ap.parse_args()
     methods = [m for m in args.methods.split(",") if m]
     unknown = [m for m in methods if m not in DEFAULT_METHODS]
@@ -407,7 +386,17 @@ def main() -> None:
                 f"{max(r['seconds'] for r in esc):.2f} s (target <= 5 s)"
             )
     if args.plot:
-        plot(results, args.plot)
+        from _plots import error_curves
+
+        error_curves(results, args.plot)
+    if args.reliability and conf:
+        from _plots import reliability_plot
+
+        have = [r for r in results["auto"] if "confidence" in r]
+        c = np.array([r["confidence"] for r in have])
+        ok = np.array([r["error"] <= 5.0 for r in have])
+        reliability_plot(c, ok, args.reliability, "auto on the benchmark pairs")
+        print(f"wrote {args.reliability}")
     if args.json:
         args.json.write_text(
             json.dumps(
