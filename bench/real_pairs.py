@@ -42,6 +42,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from _opencv import opencv_pipeline
 from _server import free_port, start_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,35 +103,9 @@ def rendered_pairs(photos: Path, n: int, seed: int, split: str = "test") -> list
 
 
 def opencv_method(name: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray | None]:
-    """``(a, b) -> b_H_a or None``: detect, ratio test 0.75, ``cv2.USAC_MAGSAC`` at 3 px."""
-    if name == "opencv-orb":
-        det, norm = cv2.ORB_create(nfeatures=4000), cv2.NORM_HAMMING
-    elif name == "opencv-asift":
-        det, norm = cv2.AffineFeature_create(cv2.SIFT_create()), cv2.NORM_L2
-    else:
-        det, norm = cv2.SIFT_create(), cv2.NORM_L2
-    matcher = cv2.BFMatcher(norm)
-
-    def run(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
-        ga = a if a.ndim == 2 else cv2.cvtColor(a, cv2.COLOR_BGR2GRAY)
-        gb = b if b.ndim == 2 else cv2.cvtColor(b, cv2.COLOR_BGR2GRAY)
-        ka, da = det.detectAndCompute(ga, None)
-        kb, db = det.detectAndCompute(gb, None)
-        if da is None or db is None or len(ka) < 4 or len(kb) < 4:
-            return None
-        good = [
-            m[0]
-            for m in matcher.knnMatch(da, db, k=2)
-            if len(m) == 2 and m[0].distance < 0.75 * m[1].distance
-        ]
-        if len(good) < 4:
-            return None
-        pa = np.float32([ka[m.queryIdx].pt for m in good])
-        pb = np.float32([kb[m.trainIdx].pt for m in good])
-        H, _ = cv2.findHomography(pa, pb, cv2.USAC_MAGSAC, 3.0)
-        return H if H is not None and np.isfinite(H).all() else None
-
-    return run
+    """``opencv-sift`` / ``opencv-orb`` / ``opencv-asift``: ratio 0.75, ``cv2.USAC_MAGSAC`` at
+    3 px (:func:`_opencv.opencv_pipeline`)."""
+    return opencv_pipeline(name.removeprefix("opencv-"), cv2.USAC_MAGSAC)
 
 
 def _png(img: np.ndarray) -> bytes:
