@@ -211,13 +211,29 @@ def main() -> None:
     fit_and_report(records, args.plot)
 
 
-def fit_and_report(records: list[dict], plot: Path | None) -> None:
+GEOMETRIC = [
+    FEATURE_NAMES.index(n) for n in ("log_inliers", "inlier_ratio", "spread", "has_matches")
+]
+
+
+def samples(records: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """Every eligible candidate twice: with its evidence, and with the photometric evidence
+    alone (its geometric terms as :meth:`Evidence.features` gives them when no keypoints were
+    matched): low-texture pairs, where nothing matches, must get a confidence from the pixels
+    alone, and calibration pairs nearly always have matches."""
     X = np.array([c["x"] for r in records for c in r["cands"] if c["eligible"]])
-    err = np.array([c["err"] for r in records for c in r["cands"] if c["eligible"]])
-    y = (err <= CONFIDENCE_PX).astype(float)
+    y = np.array([c["err"] <= CONFIDENCE_PX for r in records for c in r["cands"] if c["eligible"]])
+    photometric = X.copy()
+    photometric[:, GEOMETRIC] = 0.0
+    return np.concatenate([X, photometric]), np.concatenate([y, y]).astype(float)
+
+
+def fit_and_report(records: list[dict], plot: Path | None) -> None:
+    X, y = samples(records)
     w = fit_logistic(X, y)
     print(
-        f"\n{len(y)} eligible candidates of {len(records)} pairs, {int(y.sum())} within {CONFIDENCE_PX:g} px"
+        f"\n{len(y) // 2} eligible candidates of {len(records)} pairs, {int(y.sum()) // 2} "
+        f"within {CONFIDENCE_PX:g} px (each also as photometric evidence alone)"
     )
     print("weights: " + ", ".join(f"{n} {v:.3f}" for n, v in zip(FEATURE_NAMES, w, strict=True)))
     print("DEFAULT_MODEL = EvidenceModel((" + ", ".join(f"{v:.3f}" for v in w) + "))")
@@ -235,11 +251,7 @@ def fit_and_report(records: list[dict], plot: Path | None) -> None:
     for k in range(5):
         tr = [r for r, f in zip(records, folds, strict=True) if f != k]
         te = [r for r, f in zip(records, folds, strict=True) if f == k]
-        Xt = np.array([c["x"] for r in tr for c in r["cands"] if c["eligible"]])
-        yt = np.array(
-            [c["err"] <= CONFIDENCE_PX for r in tr for c in r["cands"] if c["eligible"]], float
-        )
-        oos += winners(te, fit_logistic(Xt, yt))
+        oos += winners(te, fit_logistic(*samples(tr)))
     c2, e2 = np.array([x for x, _ in oos]), np.array([x for _, x in oos])
     st2 = calibration_stats(c2, e2 <= CONFIDENCE_PX, e2)
     print(

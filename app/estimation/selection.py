@@ -65,9 +65,10 @@ Refiner = Callable[[torch.Tensor, torch.Tensor, np.ndarray, RefineOptions], Refi
 class SelectionOptions:
     """``max_pixels``: working resolution of the refinement; ``score_pixels``: of the
     photometric scoring. ``refine``: refine the starts at all. ``near``/``far``: refinement
-    options for a start whose photometric score is at least ``near_score`` (already close: a
-    short pyramid, no coarse search) and for the others (full pyramid, translation and affine
-    first, coarse search). ``agree_frac``: two candidates agree when A's corners under them are
+    options for a start whose confidence is at least ``near_confidence`` (probably within a few
+    pixels: a short pyramid on contrast-normalised images, no coarse search) and for the others
+    (full pyramid on the intensities, translation and affine first, coarse search).
+    ``agree_frac``: two candidates agree when A's corners under them are
     within this fraction of B's diagonal (mean over the corners). ``min_overlap``: a candidate
     must map this fraction of A inside B. ``good_enough``: a refined candidate with this
     confidence ends the refinements. ``max_zoom``/``max_anisotropy``: see
@@ -81,7 +82,7 @@ class SelectionOptions:
     the answer is flagged. ``model``: the confidence model."""
 
     max_pixels: int = 1_000_000
-    score_pixels: int = 300_000
+    score_pixels: int = 65_536
     refine: bool = True
     near: RefineOptions = field(
         default_factory=lambda: RefineOptions(
@@ -89,7 +90,7 @@ class SelectionOptions:
         )
     )
     far: RefineOptions = field(default_factory=RefineOptions)
-    near_score: float = 0.6
+    near_confidence: float = 0.5
     seconds_per_refine: float = 2.0
     agree_frac: float = 0.01
     min_overlap: float = 0.05
@@ -196,7 +197,7 @@ class Selector:
         self.device = device
         self.candidates: list[Candidate] = []
         self._work: WorkingPair | None = None
-        self._tensors: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._tensors: dict[bool, tuple[torch.Tensor, torch.Tensor]] = {}
         self._refined_from: list[np.ndarray] = []
 
     # -- evidence ---------------------------------------------------------------------------
@@ -270,21 +271,26 @@ class Selector:
             c.reasons = o.model.reasons(ev, o.low_confidence)
 
     # -- refinement -------------------------------------------------------------------------
-    def _prepared(self, work: WorkingPair) -> tuple[np.ndarray, np.ndarray]:
+    def _prepared(self, work: WorkingPair, normalise: bool = True) -> tuple[np.ndarray, np.ndarray]:
         sigma = self.options.contrast_sigma
-        if sigma <= 0:
+        if sigma <= 0 or not normalise:
             return work.a, work.b
         return local_contrast(work.a, sigma), local_contrast(work.b, sigma)
 
-    def _refine_frame(self) -> tuple[WorkingPair, tuple[torch.Tensor, torch.Tensor]]:
-        if self._work is None or self._tensors is None:
+    def _refine_frame(self, near: bool) -> tuple[WorkingPair, tuple[torch.Tensor, torch.Tensor]]:
+        """The refinement's working images: contrast-normalised for a start that is already
+        close (a short pyramid, whose levels keep the structure the normalisation leaves);
+        the intensities for a far start, whose coarse levels need the low frequencies that
+        the normalisation removes."""
+        if self._work is None:
             self._work = shrink_pair(self.image_a, self.image_b, self.options.max_pixels)
-            a, b = self._prepared(self._work)
-            self._tensors = (
+        if near not in self._tensors:
+            a, b = self._prepared(self._work, normalise=near)
+            self._tensors[near] = (
                 to_tensor(a, "image_a", self.device),
                 to_tensor(b, "image_b", self.device),
             )
-        return self._work, self._tensors
+        return self._work, self._tensors[near]
 
     def refine(self, deadline: float | None = None) -> None:
         """Refine the unrefined starts, best first (see the module docstring); a start whose
@@ -311,8 +317,8 @@ class Selector:
             if deadline is not None and time.perf_counter() >= deadline:
                 c.detail = "not refined: out of time"
                 continue
-            work, (ta, tb) = self._refine_frame()
-            near = c.score.score >= o.near_score
+            near = c.confidence >= o.near_confidence
+            work, (ta, tb) = self._refine_frame(near)
             seconds = o.seconds_per_refine
             if deadline is not None:
                 seconds = max(0.05, min(seconds, deadline - time.perf_counter()))

@@ -144,7 +144,7 @@ class Correspondences:
 @dataclass(frozen=True)
 class Support:
     """How many tentative matches a homography explains: ``inliers`` (count within the
-    threshold), ``ratio`` (over all matches), ``rms_px`` their transfer error (working
+    threshold), ``ratio`` (over all ``matches``), ``rms_px`` their transfer error (working
     pixels), ``spread`` the smaller of the areas covered by the inliers' convex hulls in A and
     in B, as fractions of each image; ``mask`` (N,) bool."""
 
@@ -153,6 +153,7 @@ class Support:
     rms_px: float
     spread: float
     mask: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, bool))
+    matches: int = 0
 
 
 @dataclass(frozen=True)
@@ -321,14 +322,14 @@ def support(
     ``threshold_px`` working pixels. See :class:`Support`."""
     n = len(corr)
     if n == 0:
-        return Support(0, 0.0, math.nan, 0.0, np.zeros(0, bool))
+        return Support(0, 0.0, math.nan, 0.0, np.zeros(0, bool), 0)
     pred, w = transform_points(np.asarray(b_H_a, np.float64), corr.src)
     err = np.linalg.norm(pred - corr.dst, axis=1) / corr.px
     mask = (w > 0) & (err <= threshold_px)
     k = int(mask.sum())
     rms = float(np.sqrt(np.mean(err[mask] ** 2))) if k else math.nan
     spread = min(_hull_fraction(corr.src[mask], size_a), _hull_fraction(corr.dst[mask], size_b))
-    return Support(k, k / n, rms, spread, mask)
+    return Support(k, k / n, rms, spread, mask, n)
 
 
 def fit_homography(

@@ -127,13 +127,18 @@ class TestImplausible:
         np.testing.assert_allclose(local_jacobian(H, p), J, rtol=1e-6, atol=1e-8)
 
 
+def sup(inliers: int, ratio: float, rms: float, spread: float) -> Support:
+    """A support of ``inliers`` among ``inliers / ratio`` matches."""
+    return Support(inliers, ratio, rms, spread, np.zeros(0, bool), round(inliers / ratio))
+
+
 def score(ncc=0.9, g=0.7, overlap=1.0) -> Consistency:
     return Consistency(ncc, overlap, 2.0, g, overlap)
 
 
 class TestEvidence:
     def test_features_layout(self) -> None:
-        ev = Evidence(score(0.9, 0.7), Support(99, 0.5, 1.0, 0.3), agreeing=2)
+        ev = Evidence(score(0.9, 0.7), sup(99, 0.5, 1.0, 0.3), agreeing=2)
         f = ev.features()
         assert len(f) == len(FEATURE_NAMES) == len(DEFAULT_MODEL.weights)
         np.testing.assert_allclose(f, [0.9, 0.7, math.log(100), 0.5, 0.3, 1.0, 1.0, 1.0])
@@ -142,18 +147,25 @@ class TestEvidence:
         f = Evidence(score(), None).features()
         np.testing.assert_array_equal(f[2:7], [0, 0, 0, 0, 0])
 
+    def test_a_handful_of_matches_is_no_evidence(self) -> None:
+        """Seven chance matches on a textureless pair neither support nor contradict."""
+        few = Evidence(score(), Support(0, 0.0, math.nan, 0.0, np.zeros(7, bool), 7))
+        np.testing.assert_array_equal(few.features(), Evidence(score(), None).features())
+        enough = Evidence(score(), Support(0, 0.0, math.nan, 0.0, np.zeros(40, bool), 40))
+        assert enough.features()[5] == 1.0  # 40 matches, none explained: evidence against
+
 
 class TestEvidenceModel:
     model = EvidenceModel((4.0, 6.0, 0.8, 1.0, 3.0, -2.5, 1.0, -7.0), min_overlap=0.05)
 
     def test_logistic_of_the_weights(self) -> None:
-        ev = Evidence(score(0.95, 0.6), Support(40, 0.8, 0.5, 0.4), 1)
+        ev = Evidence(score(0.95, 0.6), sup(40, 0.8, 0.5, 0.4), 1)
         z = float(ev.features() @ np.array(self.model.weights))
         assert self.model.confidence(ev) == pytest.approx(1 / (1 + math.exp(-z)))
 
     def test_more_evidence_more_confidence(self) -> None:
-        weak = Evidence(score(0.5, 0.2), Support(6, 0.05, 2.0, 0.02), 0)
-        strong = Evidence(score(0.95, 0.8), Support(400, 0.8, 0.6, 0.5), 1)
+        weak = Evidence(score(0.5, 0.2), sup(6, 0.05, 2.0, 0.02), 0)
+        strong = Evidence(score(0.95, 0.8), sup(400, 0.8, 0.6, 0.5), 1)
         assert self.model.confidence(weak) < 0.5 < self.model.confidence(strong)
         assert self.model.reasons(strong, 0.5) == []
         why = self.model.reasons(weak, 0.5)
@@ -161,7 +173,7 @@ class TestEvidenceModel:
         assert any("no other method" in w for w in why)
 
     def test_unjudgeable_candidates_have_zero_confidence(self) -> None:
-        sliver = Evidence(Consistency(0.99, 0.01, 1.0, 0.99, 0.02), Support(500, 1, 0.1, 0.9))
+        sliver = Evidence(Consistency(0.99, 0.01, 1.0, 0.99, 0.02), sup(500, 1, 0.1, 0.9))
         assert self.model.confidence(sliver) == 0.0
         assert "share only 2.0%" in self.model.reasons(sliver, 0.5)[0]
         flat = Evidence(Consistency(math.nan, 0.9, math.nan, math.nan, 0.9), None)
@@ -170,10 +182,10 @@ class TestEvidenceModel:
 
     def test_zoomed_view_is_judged_on_the_shared_part(self) -> None:
         """A 4x zoom shares all of B but 1/16 of A: the larger fraction decides."""
-        zoom = Evidence(Consistency(0.95, 0.06, 1.0, 0.8, 1.0), Support(300, 0.7, 0.5, 0.4), 1)
+        zoom = Evidence(Consistency(0.95, 0.06, 1.0, 0.8, 1.0), sup(300, 0.7, 0.5, 0.4), 1)
         assert self.model.confidence(zoom) > 0.5
 
     def test_default_model_orders_obvious_cases(self) -> None:
-        good = Evidence(score(0.9, 0.7), Support(300, 0.7, 0.5, 0.5), 1)
-        bad = Evidence(score(0.3, 0.05), Support(5, 0.02, 2.5, 0.01), 0)
+        good = Evidence(score(0.9, 0.7), sup(300, 0.7, 0.5, 0.5), 1)
+        bad = Evidence(score(0.3, 0.05), sup(5, 0.02, 2.5, 0.01), 0)
         assert DEFAULT_MODEL.confidence(good) > 0.9 and DEFAULT_MODEL.confidence(bad) < 0.1

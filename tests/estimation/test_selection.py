@@ -18,6 +18,8 @@ from app.features import Correspondences
 from tests.alignment.helpers import corner_error, corners, random_homography
 
 SIZE = (320, 240)
+# refinements here are judged by their result, not by the wall clock of a loaded test machine
+OPTS = SelectionOptions(seconds_per_refine=60.0)
 
 
 @cache
@@ -72,7 +74,7 @@ class TestSelect:
     def test_good_start_wins_after_refinement(self) -> None:
         a, b, H = moderate_pair()
         good, bad = shift(1.5, -1.0) @ H, shift(40, 0) @ H
-        sel = select_homography(a, b, {"good": good, "bad": bad})
+        sel = select_homography(a, b, {"good": good, "bad": bad}, OPTS)
         best = sel.best
         assert best is not None and best.source == "good" and best.refined
         assert corner_error(good, H, SIZE) > 1.5  # the refinement did the work
@@ -105,7 +107,7 @@ class TestSelect:
 
     def test_a_start_outside_b_is_not_eligible(self) -> None:
         a, b, H = moderate_pair()
-        sel = select_homography(a, b, {"out": shift(1000, 0) @ H, "good": H})
+        sel = select_homography(a, b, {"out": shift(1000, 0) @ H, "good": H}, OPTS)
         out = by_name(sel.candidates)["out"]
         assert out.score.shared == 0.0 and not out.score.usable
         assert out.confidence == 0.0 and out.agreeing == []
@@ -135,7 +137,7 @@ class TestSelect:
     def test_working_resolutions_keep_original_pixels(self) -> None:
         a, b, H = moderate_pair()
         good, bad = shift(1.5, -1.0) @ H, shift(40, 0) @ H
-        opts = SelectionOptions(max_pixels=20_000, score_pixels=10_000)
+        opts = SelectionOptions(max_pixels=20_000, score_pixels=10_000, seconds_per_refine=60.0)
         sel = select_homography(a, b, {"good": good, "bad": bad}, opts)
         assert sel.work_scale == pytest.approx(math.sqrt(10_000 / (SIZE[0] * SIZE[1])), abs=0.02)
         names = by_name(sel.candidates)
@@ -147,7 +149,7 @@ class TestSelect:
 
     def test_agreeing_starts_are_refined_once(self) -> None:
         a, b, H = moderate_pair()
-        sel = select_homography(a, b, {"net": H, "sift": shift(0.5, 0) @ H})
+        sel = select_homography(a, b, {"net": H, "sift": shift(0.5, 0) @ H}, OPTS)
         assert sum(c.refined for c in sel.candidates) == 1
         skipped = [c for c in sel.candidates if (c.detail or "").startswith("not refined: agrees")]
         assert len(skipped) == 1
@@ -186,7 +188,7 @@ class TestSelect:
     def test_a_refinement_consistent_with_the_keypoints_and_better_aligned_is_kept(self) -> None:
         a, b, H = moderate_pair()
         start = shift(0.8, -0.6) @ H  # within the keypoints' 3 px, but visibly off
-        sel = select_homography(a, b, {"features": start}, matches=true_matches(H))
+        sel = select_homography(a, b, {"features": start}, OPTS, matches=true_matches(H))
         assert sel.best is not None and sel.best.name == "features+refine"
         assert corner_error(sel.best.b_H_a, H, SIZE) < 0.1
 
