@@ -33,6 +33,7 @@ import argparse
 import math
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -75,54 +76,57 @@ def fit_logistic(X: np.ndarray, y: np.ndarray, l2: float = 1e-2) -> np.ndarray:
 
 
 def collect(pairs, engine) -> list[dict]:
-    """Run forced-escalation auto on every pair; one record per pair with its candidates."""
+    """Run auto on every pair twice: the fast stage alone (what a confident pair's answer is
+    judged on: SIFT's matches only) and with the escalation forced (every matcher's matches
+    pooled); one record per pair and run, with its candidates."""
     from app.inference.homography import network_homography
 
     opts = AutoOptions(escalate_below=1.01, budget_seconds=60.0)
+    opts = replace(opts, selection=replace(opts.selection, seconds_per_refine=60.0))
     out = []
     for i, (a, b, H, name) in enumerate(pairs):
         t = time.perf_counter()
         size = (a.shape[1], a.shape[0])
         net = network_homography(engine, a, b)
         feat = estimate_features(a, b, opts.features)
-        sel = estimate_auto(a, b, net, feat, opts)
-        cands = [
-            {
-                "x": c.evidence.features(),
-                "err": corner_distance(c.b_H_a, H, size),
-                "H": c.b_H_a,
-                "score": c.score.score if c.score.usable else -np.inf,
-                "eligible": not c.rejected and c.score.usable,
-                "shared": c.score.shared,
-            }
-            for c in sel.candidates
-        ]
-        out.append({"name": name, "size": size, "cands": cands})
-        best = min((c["err"] for c in cands), default=np.inf)
+        for budget in (0.0, None):
+            sel = estimate_auto(a, b, net, feat, opts, budget_seconds=budget)
+            out.append(_record(sel, H, size, f"{name} {'fast' if budget == 0 else 'escalated'}"))
+        best = min((c["err"] for c in out[-1]["cands"]), default=np.inf)
         print(
-            f"{i:4d} {name:36s} {len(cands)} candidates, best {best:8.2f} px, {time.perf_counter() - t:5.1f} s",
+            f"{i:4d} {name:36s} {len(out[-1]['cands'])} candidates, best {best:8.2f} px, "
+            f"{time.perf_counter() - t:5.1f} s",
             flush=True,
         )
     return out
 
 
-def winners(records: list[dict], w: np.ndarray, margin: float = 0.05, agree_frac: float = 0.01):
-    """The selection rule of :meth:`Selector.result` under weights ``w``: (confidence, error)."""
+def _record(sel, H: np.ndarray, size: tuple[int, int], name: str) -> dict:
+    cands = [
+        {
+            "x": c.evidence.features(),
+            "err": corner_distance(c.b_H_a, H, size),
+            "H": c.b_H_a,
+            "score": c.score.score if c.score.usable else -np.inf,
+            "eligible": not c.rejected and c.score.usable,
+            "shared": c.score.shared,
+        }
+        for c in sel.candidates
+    ]
+    return {"name": name, "size": size, "cands": cands}
+
+
+def winners(records: list[dict], w: np.ndarray, margin: float = 0.1):
+    """The selection rule of :meth:`Selector.result` under weights ``w``: (confidence, error)
+    of the answer of every record (of the candidates within ``margin`` of the highest
+    confidence, the best photometric score)."""
     out = []
     for r in records:
         el = [c for c in r["cands"] if c["eligible"] and c["shared"] >= 0.05]
         if not el:
             continue
-        z = np.array([c["x"] @ w for c in el])
-        conf = 1 / (1 + np.exp(-np.clip(z, -50, 50)))
-        top = int(np.argmax(conf + 1e-9 * np.array([c["score"] for c in el])))
-        tol = agree_frac * math.hypot(*r["size"])
-        close = [
-            j
-            for j, c in enumerate(el)
-            if conf[j] >= conf[top] - margin
-            and corner_distance(c["H"], el[top]["H"], r["size"]) <= tol
-        ]
+        conf = 1 / (1 + np.exp(-np.clip(np.array([c["x"] @ w for c in el]), -50, 50)))
+        close = [j for j in range(len(el)) if conf[j] >= conf.max() - margin]
         j = max(close, key=lambda k: el[k]["score"])
         out.append((float(conf[j]), el[j]["err"]))
     return out

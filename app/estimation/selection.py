@@ -10,10 +10,11 @@ photometric refinements, ...) is judged on the same evidence (:mod:`app.estimati
 4. agreement with other, independent sources.
 
 The :class:`EvidenceModel` turns them into a confidence (probability that the corner error is
-within 5 px); the most confident candidate wins, and among the candidates that agree with it and
-are nearly as confident, the one with the best photometric score (the most precise measure of
-sub-pixel alignment): a photometric refinement is kept only when it stays consistent with the
-keypoint evidence and lines the images up better, otherwise its start is the answer.
+within 5 px); of the candidates nearly as confident as the most confident one, the one with the
+best photometric score wins (the most precise measure of alignment, and the one that sees past
+the keypoints' hull, where a zoomed view's corners are extrapolated): a photometric refinement
+is kept only when it keeps the keypoint evidence and lines the images up better, otherwise its
+start is the answer.
 
 Starts are refined photometrically (:func:`app.alignment.gauss_newton.align_gauss_newton`,
 gain/bias), best first; starts that already agree are refined once; once a refined candidate
@@ -74,12 +75,13 @@ class SelectionOptions:
     confidence ends the refinements. ``max_zoom``/``max_anisotropy``: see
     :func:`app.estimation.evidence.implausible`. ``support_px``: a keypoint match supports a
     candidate within this transfer error (working pixels of the matching).
-    ``precision_margin``: candidates agreeing with the most confident one and at most this much
-    less confident compete on the photometric score. ``contrast_sigma``: scoring and refinement
-    compare locally contrast-normalised images (:func:`app.imaging.local_contrast`, this
-    Gaussian in working pixels), blind to vignetting and lighting gradients; 0 compares the
-    intensities. ``low_confidence``: below this confidence
-    the answer is flagged. ``model``: the confidence model."""
+    ``precision_margin``: the candidates at most this much less confident than the most
+    confident one compete on the photometric score. ``contrast_sigma`` /
+    ``score_contrast_sigma``: near refinements and the scoring compare locally
+    contrast-normalised images (:func:`app.imaging.local_contrast`, these Gaussians in their
+    working pixels), blind to vignetting and lighting gradients; 0 compares the intensities.
+    ``low_confidence``: below this confidence the answer is flagged. ``model``: the confidence
+    model."""
 
     max_pixels: int = 1_000_000
     score_pixels: int = 65_536
@@ -98,8 +100,9 @@ class SelectionOptions:
     max_zoom: float = 16.0
     max_anisotropy: float = 48.0
     support_px: float = 3.0
-    precision_margin: float = 0.05
+    precision_margin: float = 0.1
     contrast_sigma: float = 4.0
+    score_contrast_sigma: float = 8.0
     low_confidence: float = 0.5
     model: EvidenceModel = DEFAULT_MODEL
 
@@ -191,7 +194,14 @@ class Selector:
         self.size_b = (int(image_b.shape[1]), int(image_b.shape[0]))
         self.tolerance = opts.agree_frac * math.hypot(*self.size_b)
         self.scoring: WorkingPair = shrink_pair(image_a, image_b, opts.score_pixels)
-        self.scorer = ConsistencyScorer(*self._prepared(self.scoring))
+        sigma = opts.score_contrast_sigma
+        self.scorer = ConsistencyScorer(
+            *(
+                (local_contrast(self.scoring.a, sigma), local_contrast(self.scoring.b, sigma))
+                if sigma > 0
+                else (self.scoring.a, self.scoring.b)
+            )
+        )
         self.matches = matches if matches is not None and len(matches) else None
         self.refiner = refiner or _default_refiner
         self.device = device
@@ -346,13 +356,8 @@ class Selector:
         if not eligible:
             reason = "no candidate maps enough of image_a into image_b with texture to compare"
             return Selection(None, self.candidates, 0.0, True, [], [reason], scale, seconds)
-        top = max(eligible, key=lambda c: (c.confidence, *_rank(c)))
-        close = [
-            c
-            for c in eligible
-            if c.confidence >= top.confidence - o.precision_margin
-            and corner_distance(c.b_H_a, top.b_H_a, self.size_a) <= self.tolerance
-        ]
+        top = max(c.confidence for c in eligible)
+        close = [c for c in eligible if c.confidence >= top - o.precision_margin]
         best = max(close, key=_rank)
         return Selection(
             best,

@@ -205,9 +205,9 @@ class TestSelect:
         assert names["off"].support.inliers < 5
         assert names["true"].confidence > names["off"].confidence
 
-    def test_the_most_confident_cluster_then_the_best_aligned(self) -> None:
-        """Among candidates that agree with the most confident one, the best photometric score
-        wins; a lone confident outsider does not drag the answer."""
+    def test_the_nearly_most_confident_then_the_best_aligned(self) -> None:
+        """Of the candidates about as confident as the most confident one, the best aligned
+        wins; a candidate the evidence does not support is not among them."""
         a, b, H = moderate_pair()
         sel = Selector(a, b, SelectionOptions(refine=False), matches=true_matches(H))
         sel.add("features", shift(0.4, 0.0) @ H)
