@@ -8,6 +8,8 @@ evidence, whether the map is one a camera can produce, and the confidence that f
   area) and their transfer error. Every candidate is checked against the same pooled matches,
   whichever estimator produced it (the network's, a refined one, an affine-simulated one).
 - **Agreement**: another, independent source ended within a few pixels of it.
+- **Extrapolation**: how far beyond B the answer puts A's corners (a zoomed or steep view shows
+  only part of A; its corners are extrapolated, and their error grows with the distance).
 
 :class:`EvidenceModel` turns these into the probability that the mean corner error is within
 ``CONFIDENCE_PX`` (a logistic model fitted by ``bench/calibrate_confidence.py`` on real pairs and
@@ -31,13 +33,14 @@ import numpy as np
 
 from app.alignment.consistency import Consistency
 from app.features import Support
-from app.geometry.points import transform_points
+from app.geometry.points import image_corners, transform_points
 
 __all__ = [
     "CONFIDENCE_PX",
     "DEFAULT_MODEL",
     "Evidence",
     "EvidenceModel",
+    "extrapolation",
     "implausible",
     "local_jacobian",
     "overlap_centre",
@@ -51,18 +54,20 @@ MIN_MATCHES = 16
 class Evidence:
     """One candidate's evidence: ``score`` photometric; ``support`` geometric (None when no
     keypoints were matched at all); ``agreeing``: how many other independent sources ended
-    within the agreement tolerance of it."""
+    within the agreement tolerance of it; ``extrapolation``: how far beyond image B the answer
+    puts A's corners (:func:`extrapolation`), which nothing in B can confirm."""
 
     score: Consistency
     support: Support | None
     agreeing: int = 0
+    extrapolation: float = 0.0
 
     def features(self) -> np.ndarray:
-        """(8,) inputs of :class:`EvidenceModel`: intensity NCC, gradient NCC, log(1 + inliers),
+        """(9,) inputs of :class:`EvidenceModel`: intensity NCC, gradient NCC, log(1 + inliers),
         inlier ratio, spread, whether there are matches to judge by (at least
         ``MIN_MATCHES``; otherwise the geometric terms are zero: a handful of chance matches on
-        a textureless pair is no evidence either way), whether another source agrees, and 1
-        (the bias)."""
+        a textureless pair is no evidence either way), whether another source agrees,
+        ``-extrapolation`` (0 when A's corners land inside B), and 1 (the bias)."""
         s = self.support
         has = s is not None and s.matches >= MIN_MATCHES and s.ratio == s.ratio
         return np.array(
@@ -74,6 +79,7 @@ class Evidence:
                 s.spread if has else 0.0,
                 1.0 if has else 0.0,
                 1.0 if self.agreeing > 0 else 0.0,
+                -self.extrapolation,
                 1.0,
             ]
         )
@@ -87,6 +93,7 @@ FEATURE_NAMES = (
     "spread",
     "has_matches",
     "agrees",
+    "corners_inside",
     "bias",
 )
 
@@ -94,7 +101,7 @@ FEATURE_NAMES = (
 @dataclass(frozen=True)
 class EvidenceModel:
     """A logistic model of P(mean corner error <= ``CONFIDENCE_PX``) over
-    :meth:`Evidence.features`; ``weights`` (8,) in that order."""
+    :meth:`Evidence.features`; ``weights`` (9,) in that order."""
 
     weights: tuple[float, ...]
     min_overlap: float = 0.05
@@ -132,6 +139,8 @@ class EvidenceModel:
             )
         if ev.agreeing == 0:
             out.append("no other method agrees")
+        if ev.extrapolation > 0.5:
+            out.append("image_a's corners lie far outside image_b: they are extrapolated")
         if sc.shared < 0.25:
             out.append(f"small overlap ({sc.shared:.0%} of the smaller view)")
         return out or ["the evidence is mixed"]
@@ -141,7 +150,23 @@ class EvidenceModel:
 # the fast stage and after a forced escalation; BENCHMARKS.md): monotone in the evidence; the
 # intensity NCC, the inlier count and the spread got no weight beyond the gradient NCC's and the
 # ratio's; each candidate is also seen with its photometric evidence alone (no keypoints)
-DEFAULT_MODEL = EvidenceModel((0.000, 7.068, 0.000, 5.700, 0.000, -3.393, 0.981, -3.658))
+DEFAULT_MODEL = EvidenceModel((0.384, 6.183, 0.000, 5.498, 0.000, -3.263, 1.025, 2.030, -2.919))
+
+
+def extrapolation(b_H_a: np.ndarray, size_a: tuple[int, int], size_b: tuple[int, int]) -> float:
+    """``log(1 + d / diagonal of B)``, with ``d`` the mean distance by which A's corners, mapped
+    into B, fall outside B (0 when they all land inside; 5 when one is beyond B's horizon).
+
+    The answer is judged by A's corners; where B shows only part of A (a zoom, a strong
+    perspective), those corners are extrapolated from the shared part, and a small error there
+    grows with the distance."""
+    q, w = transform_points(np.asarray(b_H_a, np.float64), image_corners(size_a))
+    if np.any(w <= 0) or not np.isfinite(q).all():
+        return 5.0
+    wb, hb = size_b
+    dx = np.maximum(0.0, np.maximum(-q[:, 0], q[:, 0] - (wb - 1)))
+    dy = np.maximum(0.0, np.maximum(-q[:, 1], q[:, 1] - (hb - 1)))
+    return float(min(5.0, math.log1p(float(np.mean(np.hypot(dx, dy))) / math.hypot(wb, hb))))
 
 
 def local_jacobian(b_H_a: np.ndarray, point: np.ndarray) -> np.ndarray:

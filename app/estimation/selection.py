@@ -43,6 +43,7 @@ from app.estimation.evidence import (
     DEFAULT_MODEL,
     Evidence,
     EvidenceModel,
+    extrapolation,
     implausible,
 )
 from app.features import Correspondences, Support, support
@@ -113,7 +114,8 @@ class Candidate:
     pixels, ``score`` photometric, ``support`` geometric (None without keypoint matches),
     ``seconds`` spent producing it here (refinement; 0 for a start), ``detail`` why a start was
     not refined or was rejected; ``confidence``, ``agreeing`` (the sources within the agreement
-    tolerance, its own included) and ``reasons`` as :class:`Selection`'s, for this candidate."""
+    tolerance, its own included) and ``reasons`` as :class:`Selection`'s, for this candidate;
+    ``extrapolation``: see :func:`app.estimation.evidence.extrapolation`."""
 
     name: str
     source: str
@@ -126,6 +128,7 @@ class Candidate:
     confidence: float = 0.0
     agreeing: list[str] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
+    extrapolation: float = 0.0
 
     @property
     def rejected(self) -> bool:
@@ -133,7 +136,9 @@ class Candidate:
 
     @property
     def evidence(self) -> Evidence:
-        return Evidence(self.score, self.support, max(0, len(self.agreeing) - 1))
+        return Evidence(
+            self.score, self.support, max(0, len(self.agreeing) - 1), self.extrapolation
+        )
 
 
 @dataclass
@@ -236,6 +241,7 @@ class Selector:
             None if why else self._support(H),
             refined,
             detail=why and f"rejected: {why}",
+            extrapolation=extrapolation(H, self.size_a, self.size_b),
         )
         self.candidates.append(c)
         return c

@@ -16,6 +16,7 @@ from app.estimation.evidence import (
     FEATURE_NAMES,
     Evidence,
     EvidenceModel,
+    extrapolation,
     implausible,
     local_jacobian,
     overlap_centre,
@@ -141,7 +142,9 @@ class TestEvidence:
         ev = Evidence(score(0.9, 0.7), sup(99, 0.5, 1.0, 0.3), agreeing=2)
         f = ev.features()
         assert len(f) == len(FEATURE_NAMES) == len(DEFAULT_MODEL.weights)
-        np.testing.assert_allclose(f, [0.9, 0.7, math.log(100), 0.5, 0.3, 1.0, 1.0, 1.0])
+        np.testing.assert_allclose(f, [0.9, 0.7, math.log(100), 0.5, 0.3, 1.0, 1.0, 0.0, 1.0])
+        far = Evidence(score(), None, extrapolation=1.5).features()
+        assert far[FEATURE_NAMES.index("corners_inside")] == -1.5
 
     def test_without_matches_the_geometric_terms_are_zero(self) -> None:
         f = Evidence(score(), None).features()
@@ -155,8 +158,26 @@ class TestEvidence:
         assert enough.features()[5] == 1.0  # 40 matches, none explained: evidence against
 
 
+class TestExtrapolation:
+    def test_inside_is_zero(self) -> None:
+        assert extrapolation(np.eye(3), SIZE, SIZE) == 0.0
+        assert extrapolation(about_centre(np.diag([0.5, 0.5, 1.0])), SIZE, SIZE) == 0.0
+
+    def test_grows_with_the_zoom(self) -> None:
+        """A 2x zoom puts A's corners half a diagonal outside B; more zoom, farther."""
+        d = [extrapolation(rot_zoom(0, s), SIZE, SIZE) for s in (1.0, 2.0, 4.0, 8.0)]
+        assert d[0] == 0.0 and d[1] < d[2] < d[3]
+        assert d[1] == pytest.approx(
+            math.log1p(0.5 * math.hypot(*SIZE) / 2 / math.hypot(*SIZE)), rel=0.02
+        )
+
+    def test_beyond_the_horizon(self) -> None:
+        H = np.array([[1.0, 0, 0], [0, 1, 0], [-0.01, 0, 1]])  # w = 0 at x = 100
+        assert extrapolation(H, SIZE, SIZE) == 5.0
+
+
 class TestEvidenceModel:
-    model = EvidenceModel((4.0, 6.0, 0.8, 1.0, 3.0, -2.5, 1.0, -7.0), min_overlap=0.05)
+    model = EvidenceModel((4.0, 6.0, 0.8, 1.0, 3.0, -2.5, 1.0, 1.0, -7.0), min_overlap=0.05)
 
     def test_logistic_of_the_weights(self) -> None:
         ev = Evidence(score(0.95, 0.6), sup(40, 0.8, 0.5, 0.4), 1)
@@ -181,9 +202,13 @@ class TestEvidenceModel:
         assert self.model.reasons(flat, 0.5) == ["the overlap is flat: no texture to compare"]
 
     def test_zoomed_view_is_judged_on_the_shared_part(self) -> None:
-        """A 4x zoom shares all of B but 1/16 of A: the larger fraction decides."""
+        """A 4x zoom shares all of B but 1/16 of A: the larger fraction decides; its corners,
+        far outside B, cost confidence."""
         zoom = Evidence(Consistency(0.95, 0.06, 1.0, 0.8, 1.0), sup(300, 0.7, 0.5, 0.4), 1)
         assert self.model.confidence(zoom) > 0.5
+        far = Evidence(zoom.score, zoom.support, 1, extrapolation=1.5)
+        assert self.model.confidence(far) < self.model.confidence(zoom)
+        assert any("extrapolated" in r for r in self.model.reasons(far, 0.999))
 
     def test_default_model_orders_obvious_cases(self) -> None:
         good = Evidence(score(0.9, 0.7), sup(300, 0.7, 0.5, 0.5), 1)
