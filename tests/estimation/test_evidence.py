@@ -167,9 +167,9 @@ class TestExtrapolation:
         """A 2x zoom puts A's corners half a diagonal outside B; more zoom, farther."""
         d = [extrapolation(rot_zoom(0, s), SIZE, SIZE) for s in (1.0, 2.0, 4.0, 8.0)]
         assert d[0] == 0.0 and d[1] < d[2] < d[3]
-        assert d[1] == pytest.approx(
-            math.log1p(0.5 * math.hypot(*SIZE) / 2 / math.hypot(*SIZE)), rel=0.02
-        )
+        # each corner lands as far outside B as B's corner is from B's centre
+        half_diag = math.hypot((SIZE[0] - 1) / 2, (SIZE[1] - 1) / 2)
+        assert d[1] == pytest.approx(math.log1p(half_diag / math.hypot(*SIZE)), rel=1e-9)
 
     def test_beyond_the_horizon(self) -> None:
         H = np.array([[1.0, 0, 0], [0, 1, 0], [-0.01, 0, 1]])  # w = 0 at x = 100
