@@ -21,6 +21,7 @@ import numpy as np
 
 __all__ = [
     "WorkingPair",
+    "local_contrast",
     "resize_gray",
     "resize_matrix",
     "shrink_pair",
@@ -98,6 +99,29 @@ def shrink_to(
     size = (max(min_side, int(w * s)), max(min_side, int(h * s)))
     small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
     return small, resize_matrix((w, h), size)
+
+
+def local_contrast(image: np.ndarray, sigma: float = 4.0, floor: float = 0.03) -> np.ndarray:
+    """Local contrast normalisation: ``(x - G*x) / sqrt(G*(x - G*x)^2 + floor^2)`` with a
+    Gaussian ``G`` of ``sigma`` px, on intensities in [0, 1], mapped back to [0, 1] as
+    ``0.5 + 0.15 y`` (clipped): (H, W) float32.
+
+    A smooth illumination field (vignetting, a lighting gradient, a change of exposure) is
+    locally a gain and a bias, which this removes; the structure that photometric alignment
+    needs stays. ``floor`` (intensity units) keeps flat, noisy areas from being blown up into
+    full-contrast noise. Any image :func:`to_gray` takes; uint8 is divided by 255.
+
+    Example:
+        >>> x = np.tile(np.linspace(0, 255, 64), (32, 1)).astype(np.uint8)
+        >>> float(np.abs(local_contrast(x)[8:-8, 8:-8] - 0.5).max()) < 0.05  # a ramp is flat
+        True
+    """
+    gray = to_gray(image)
+    x = gray.astype(np.float32) / (255.0 if gray.dtype == np.uint8 else 1.0)
+    d = x - cv2.GaussianBlur(x, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+    s = cv2.GaussianBlur(d * d, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+    y = d / np.sqrt(s + np.float32(floor * floor))
+    return np.clip(0.5 + 0.15 * y, 0.0, 1.0).astype(np.float32)
 
 
 @dataclass(frozen=True)

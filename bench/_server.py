@@ -18,9 +18,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(port: int, extra_env: Mapping[str, str] | None = None) -> subprocess.Popen:
-    """``uvicorn app.main:app`` on 127.0.0.1:``port`` (one worker, warnings only)."""
+def start_server(
+    port: int, extra_env: Mapping[str, str] | None = None, root: Path = ROOT
+) -> subprocess.Popen:
+    """``uvicorn app.main:app`` on 127.0.0.1:``port`` (one worker, warnings only), served from
+    the checkout at ``root`` (with its own ``.venv`` when it has one)."""
     env = dict(os.environ, HOMOGRAPHY_LOG_LEVEL="warning", **(extra_env or {}))
-    cmd = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1"]
+    venv = Path(root) / ".venv" / "bin" / "python"
+    python = str(venv) if Path(root) != ROOT and venv.exists() else sys.executable
+    cmd = [python, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1"]
     cmd += ["--port", str(port), "--log-level", "warning", "--no-access-log"]
-    return subprocess.Popen(cmd, cwd=ROOT, env=env)
+    return subprocess.Popen(cmd, cwd=root, env=env)

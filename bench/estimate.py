@@ -47,6 +47,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from _opencv import opencv_pipeline
 from _server import free_port, start_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,32 +101,8 @@ def _png(img: np.ndarray) -> bytes:
 
 
 def classical(kind: str):
-    """``(a, b) -> b_H_a or None`` for SIFT or ORB + RANSAC on BGR images."""
-    if kind == "sift":
-        det, norm = cv2.SIFT_create(), cv2.NORM_L2
-    else:
-        det, norm = cv2.ORB_create(nfeatures=2000), cv2.NORM_HAMMING
-    matcher = cv2.BFMatcher(norm)
-
-    def run(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
-        ga, gb = cv2.cvtColor(a, cv2.COLOR_BGR2GRAY), cv2.cvtColor(b, cv2.COLOR_BGR2GRAY)
-        ka, da = det.detectAndCompute(ga, None)
-        kb, db = det.detectAndCompute(gb, None)
-        if da is None or db is None or len(ka) < 4 or len(kb) < 4:
-            return None
-        good = [
-            m[0]
-            for m in matcher.knnMatch(da, db, k=2)
-            if len(m) == 2 and m[0].distance < 0.75 * m[1].distance
-        ]
-        if len(good) < 4:
-            return None
-        pa = np.float32([ka[m.queryIdx].pt for m in good])
-        pb = np.float32([kb[m.trainIdx].pt for m in good])
-        H, _ = cv2.findHomography(pa, pb, cv2.RANSAC, 3.0)
-        return H if H is not None and np.all(np.isfinite(H)) else None
-
-    return run
+    """``(a, b) -> b_H_a or None`` for SIFT or ORB (2000) + RANSAC (3 px) on BGR images."""
+    return opencv_pipeline("sift" if kind == "sift" else "orb2000", cv2.RANSAC)
 
 
 def bench_decode(repeats: int = 15) -> list[tuple[str, float, float, str]]:

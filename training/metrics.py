@@ -17,14 +17,23 @@ Conventions (shared with ``app.inference.preprocess`` and ``training.data.pairs`
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["FAILURE_PX", "corner_errors", "summarize"]
+__all__ = [
+    "FAILURE_PX",
+    "calibration_stats",
+    "corner_auc",
+    "corner_errors",
+    "success_rates",
+    "summarize",
+]
 
 FAILURE_PX = 10.0
+_trapezoid = getattr(np, "trapezoid", None) or np.trapz  # NumPy 1.26 has only trapz
 
 
 def corner_errors(pred: Any, true: Any) -> Any:
@@ -50,4 +59,59 @@ def summarize(
         "failures": int(fail.sum()),
         "failure_rate": float(fail.mean()),
         "no_estimate": int(miss.sum()),
+    }
+
+
+def success_rates(errors: np.ndarray, thresholds: tuple[float, ...]) -> dict[float, float]:
+    """Fraction of pairs whose corner error is at most each threshold (no estimate: inf)."""
+    e = np.asarray(errors, dtype=np.float64)
+    return {t: float(np.mean(e <= t)) if e.size else float("nan") for t in thresholds}
+
+
+def corner_auc(errors: np.ndarray, thresholds: tuple[float, ...]) -> dict[float, float]:
+    """Area under the cumulative corner-error curve up to each threshold, over the threshold
+    (HPatches homography convention, as in SuperGlue's and glue-factory's evaluations): the
+    recall ``r(e)`` (fraction of pairs with error <= e) integrated from 0 to ``t`` with the
+    trapezoid rule on the sorted errors, divided by ``t``; in [0, 1]. A pair without an
+    estimate counts with an infinite error.
+
+    Example:
+        >>> round(corner_auc(np.array([0.0, 1.0, np.inf]), (2.0,))[2.0], 4)
+        0.5833
+    """
+    e = np.sort(np.asarray(errors, dtype=np.float64))
+    n = e.size
+    out = {}
+    for t in thresholds:
+        if n == 0:
+            out[t] = float("nan")
+            continue
+        k = int(np.searchsorted(e, t, side="right"))
+        xs = np.concatenate([[0.0], e[:k], [t]])
+        ys = np.concatenate([[0.0], np.arange(1, k + 1) / n, [k / n]])
+        out[t] = float(_trapezoid(ys, xs) / t)
+    return out
+
+
+def calibration_stats(
+    conf: np.ndarray, ok: np.ndarray, errors: np.ndarray, bins: int = 10
+) -> dict[str, Any]:
+    """How well confidences ``conf`` (N,) in [0, 1] predict the outcomes ``ok`` (N,) bool: the
+    Brier score, the expected calibration error (``bins`` equal-width bins, each bin's
+    |mean confidence - accuracy| weighted by its share of answers), the answers with an error
+    (``errors`` (N,), px) over 10 px and a confidence >= 0.5, and the bins as
+    (lo, hi, n, mean confidence, accuracy)."""
+    conf, ok = np.asarray(conf, float), np.asarray(ok, float)
+    edges = np.linspace(0, 1, bins + 1)
+    table, ece = [], 0.0
+    for lo, hi in itertools.pairwise(edges):
+        m = (conf >= lo) & ((conf < hi) if hi < 1 else (conf <= hi))
+        if m.any():
+            table.append((lo, hi, int(m.sum()), float(conf[m].mean()), float(ok[m].mean())))
+            ece += m.mean() * abs(conf[m].mean() - ok[m].mean())
+    return {
+        "brier": float(np.mean((conf - ok) ** 2)),
+        "ece": float(ece),
+        "over_10px_confident": int(np.sum((np.asarray(errors) > 10) & (conf >= 0.5))),
+        "bins": table,
     }

@@ -112,6 +112,18 @@ class Settings(BaseSettings):
     estimate_refine_seconds: float = Field(
         2.0, gt=0, le=60, description="method=auto: time budget of each candidate's refinement."
     )
+    estimate_escalation_seconds: float = Field(
+        4.0,
+        ge=0,
+        le=120,
+        description="method=auto: time it may spend on stronger matching (affine-simulated "
+        "SIFT, guided matching) when the fast candidates are weak; 0 turns it off. A request "
+        "may ask for another budget with ?escalation_seconds=, up to "
+        "estimate_max_escalation_seconds.",
+    )
+    estimate_max_escalation_seconds: float = Field(
+        30.0, ge=0, le=600, description="The largest escalation budget a request may ask for."
+    )
     estimate_low_confidence: float = Field(
         0.5, ge=0, le=1, description="Answers whose confidence is below this are flagged."
     )
@@ -190,6 +202,10 @@ class Settings(BaseSettings):
             raise ValueError("max_json_body_bytes must not exceed max_body_bytes")
         if self.max_solve_json_batch > self.max_solve_batch:
             raise ValueError("max_solve_json_batch must not exceed max_solve_batch")
+        if self.estimate_escalation_seconds > self.estimate_max_escalation_seconds:
+            raise ValueError(
+                "estimate_escalation_seconds must not exceed estimate_max_escalation_seconds"
+            )
         if self.refine_default_seconds > self.refine_max_seconds:
             raise ValueError("refine_default_seconds must not exceed refine_max_seconds")
         return self

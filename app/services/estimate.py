@@ -24,10 +24,12 @@ Pipeline per request (CPU work in threads, never on the event loop):
    ``(0, 0), (W-1, 0), (W-1, H-1), (0, H-1)``.
 
 ``method="features"`` replaces steps 2-4 by keypoint matching and a robust fit
-(:func:`app.features.estimate_features`); ``method="auto"`` runs both (the network in the
-batcher while the features run in a thread), then refines and ranks them photometrically
-(:func:`app.estimation.select_homography`). Every method's answer is scored the same way, so
-every response carries the photometric score, the overlap and a confidence.
+(:func:`app.features.estimate_features`; ``detector=asift`` for strong foreshortening);
+``method="auto"`` runs both (the network in the batcher while the features run in a thread),
+then judges, refines and ranks them on photometric and geometric evidence, and escalates to
+stronger matching within a time budget when they are weak (:func:`app.estimation.estimate_auto`).
+Every method's answer is judged on the same evidence, so every response carries the
+photometric score, the keypoint support, the overlap and a confidence.
 
 ``refine=True`` (methods network and features) runs the /refine pipeline
 (:func:`app.services.refine.refine_pixels`, default options and time budget) on the images
@@ -49,7 +51,14 @@ import numpy as np
 from app.alignment import RefineOptions
 from app.core.config import Settings
 from app.core.errors import DomainError
-from app.estimation import Candidate, Selection, SelectionOptions, select_homography
+from app.estimation import (
+    AutoOptions,
+    Candidate,
+    Selection,
+    SelectionOptions,
+    estimate_auto,
+    select_homography,
+)
 from app.features import FeatureEstimate, FeatureOptions, estimate_features
 from app.geometry.points import corners_in
 from app.geometry.reasons import MESSAGES, Reason
@@ -225,6 +234,11 @@ class Estimator:
             low_confidence=settings.estimate_low_confidence,
         )
         self.max_features = settings.estimate_max_features
+        self.auto = AutoOptions(
+            selection=self.selection,
+            budget_seconds=settings.estimate_escalation_seconds,
+            features=self.feature_options(),
+        )
         card = engine.card
         self.patch_size = card.patch_size
         self.kind = card.kind
@@ -243,7 +257,11 @@ class Estimator:
     async def stop(self) -> None:
         await self.batcher.stop()
 
-    def feature_options(self, detector: str = "sift", robust: str = "aca") -> FeatureOptions:
+    def feature_options(self, detector: str = "sift", robust: str | None = None) -> FeatureOptions:
+        """The keypoint pipeline's options; ``robust`` defaults to our RANSAC, or MAGSAC++ for
+        ``asift`` (its pooled views repeat matches, which MAGSAC++'s weighting tolerates)."""
+        if robust is None:
+            robust = "usac" if detector == "asift" else "aca"
         return FeatureOptions(
             detector=detector,  # type: ignore[arg-type]
             robust=robust,  # type: ignore[arg-type]
@@ -260,6 +278,7 @@ class Estimator:
         *,
         aligner: Aligner | None = None,
         refine: bool = False,
+        escalation_seconds: float | None = None,
     ) -> EstimateResult:
         """Two encoded images -> :class:`EstimateResult`.
 
@@ -272,18 +291,28 @@ class Estimator:
             refine: methods ``network``/``features``: refine the estimate with the /refine
                 pipeline and answer the refined matrix (ignored by ``auto``, which refines its
                 candidates itself).
+            escalation_seconds: ``auto``: the time it may spend on stronger matching when the
+                fast candidates are weak (None: the setting; 0: none).
 
         Raises:
             DomainError: an image is empty, undecodable, too small or too large; the queue is
                 full or closed (``unavailable``), inference failed (``internal``); no usable
                 homography for this pair (``invalid``).
         """
+        limit = self.settings.estimate_max_escalation_seconds
+        if escalation_seconds is not None and not 0 <= escalation_seconds <= limit:
+            raise DomainError(
+                f"escalation_seconds: must be between 0 and {limit:g} (the server's "
+                f"estimate_max_escalation_seconds), got {escalation_seconds:g}",
+                "invalid",
+                "escalation_seconds",
+            )
         start = time.perf_counter()
         use_net, use_feat = method in ("network", "auto"), method in ("features", "auto")
         fopts = features or self.feature_options()
         # only the network and the scoring see the pixels: they need this much of them
         need = (
-            MinimumSize(self.patch_size, self.patch_size, self.selection.max_pixels)
+            MinimumSize(self.patch_size, self.patch_size, self.selection.score_pixels)
             if method == "network" and not refine
             else None
         )
@@ -346,17 +375,31 @@ class Estimator:
         if chained is not None and chained.output is not None:
             refined = {method: chained.output.result.b_H_a}
         t = time.perf_counter()
-        opts = replace(self.selection, refine=method == "auto")
-        sel = await offload(
-            select_homography,
-            img_a.pixels,
-            img_b.pixels,
-            starts,
-            opts,
-            refined=refined,
-            refiner=None if aligner is None else aligner.refine,
-            device="cpu" if aligner is None else aligner.device,
-        )
+        refiner = None if aligner is None else aligner.refine
+        device = "cpu" if aligner is None else aligner.device
+        matches = None if feat is None else feat.correspondences
+        if method == "auto":
+            sel = await offload(
+                estimate_auto,
+                img_a.pixels,
+                img_b.pixels,
+                starts.get("network"),
+                feat,
+                self.auto,
+                budget_seconds=escalation_seconds,
+                refiner=refiner,
+                device=device,
+            )
+        else:
+            sel = await offload(
+                select_homography,
+                img_a.pixels,
+                img_b.pixels,
+                starts,
+                replace(self.selection, refine=False),
+                matches=matches,
+                refined=refined,
+            )
         sel = _to_full(sel, img_a, img_b)
         timings["select"] = (time.perf_counter() - t) * 1e3
         best = self._answer(sel, method, refined is not None)

@@ -28,7 +28,7 @@ from homography_client.models import (
 T = TypeVar("T")
 
 EstimateMethod = Literal["network", "features", "auto"]
-Detector = Literal["sift", "orb"]
+Detector = Literal["sift", "orb", "asift"]
 RobustFit = Literal["aca", "usac"]
 ModelKind = Literal["regression", "classification"]
 SolveMethod = Literal["aca", "sks", "dlt"]
@@ -167,12 +167,17 @@ def estimate_call(
     method: EstimateMethod,
     refine: bool,
     detector: Detector,
-    robust: RobustFit,
+    robust: RobustFit | None,
     model: ModelKind | None,
+    escalation_seconds: float | None = None,
 ) -> Call[EstimateResult]:
-    params: dict[str, Any] = {"method": method, "detector": detector, "robust": robust}
+    params: dict[str, Any] = {"method": method, "detector": detector}
+    if robust is not None:
+        params["robust"] = robust
     if refine:
         params["refine"] = "true"
+    if escalation_seconds is not None:
+        params["escalation_seconds"] = escalation_seconds
     if model is not None:
         params["model"] = model
     return Call(

@@ -114,12 +114,15 @@ class AsyncHomographyClient(_core.ClientBase):
         *,
         refine: bool = False,
         detector: Detector = "sift",
-        robust: RobustFit = "aca",
+        robust: RobustFit | None = None,
         model: ModelKind | None = None,
+        escalation_seconds: float | None = None,
     ) -> EstimateResult:
         """As ``HomographyClient.estimate``."""
         return await self._send(
-            _core.estimate_call(image_a, image_b, method, refine, detector, robust, model)
+            _core.estimate_call(
+                image_a, image_b, method, refine, detector, robust, model, escalation_seconds
+            )
         )
 
     async def refine(

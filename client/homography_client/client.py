@@ -131,18 +131,23 @@ class HomographyClient(_core.ClientBase):
         *,
         refine: bool = False,
         detector: Detector = "sift",
-        robust: RobustFit = "aca",
+        robust: RobustFit | None = None,
         model: ModelKind | None = None,
+        escalation_seconds: float | None = None,
     ) -> EstimateResult:
         """The homography ``b_H_a`` mapping image A onto image B, with its confidence.
 
         Images: paths, encoded bytes, binary files, or NumPy pixels ((H, W) gray, (H, W, 3) RGB,
-        uint8/uint16). ``method``: ``network`` (HomographyNet), ``features`` (``detector`` +
-        RANSAC ``robust``) or ``auto`` (both, refined, best kept); ``refine`` also refines
-        network/features answers photometrically.
+        uint8/uint16). ``method``: ``network`` (HomographyNet), ``features`` (``detector``
+        ``sift``, ``orb`` or ``asift`` + RANSAC ``robust``, the server's default when None) or
+        ``auto`` (both, judged on photometric and keypoint evidence, refined, best kept;
+        ``escalation_seconds`` bounds its stronger matching when the fast answers are weak);
+        ``refine`` also refines network/features answers photometrically.
         """
         return self._send(
-            _core.estimate_call(image_a, image_b, method, refine, detector, robust, model)
+            _core.estimate_call(
+                image_a, image_b, method, refine, detector, robust, model, escalation_seconds
+            )
         )
 
     def refine(

@@ -24,6 +24,7 @@ __all__ = [
     "ChainedRefine",
     "EstimateResult",
     "FeaturesInfo",
+    "KeypointSupport",
     "ModelInfo",
     "PhotometricError",
     "PhotometricScore",
@@ -97,16 +98,29 @@ class PhotometricScore:
 
 
 @dataclass(frozen=True)
+class KeypointSupport:
+    """The keypoint evidence for a matrix: the tentative matches (all matchers pooled) it
+    explains, their share, the area they cover and their transfer error."""
+
+    __schema__: ClassVar[str] = "KeypointSupport"
+    inliers: int
+    inlier_ratio: float
+    spread: float
+    rms_px: float | None
+
+
+@dataclass(frozen=True)
 class Candidate:
     """One estimate the selection considered."""
 
     __schema__: ClassVar[str] = "CandidateReport"
     name: str
-    source: Literal["network", "features"]
+    source: Literal["network", "features", "asift"]
     refined: bool
     b_H_a: Matrix
     corners_in_b: np.ndarray | None
     photometric: PhotometricScore
+    support: KeypointSupport | None
     confidence: float
     agreeing: list[str]
     seconds: float
@@ -122,9 +136,11 @@ class Quality:
     low_confidence: bool
     reasons: list[str]
     photometric: PhotometricScore
+    support: KeypointSupport | None
     photometric_before_refine: PhotometricScore | None
     agreeing: list[str]
     work_scale: float
+    escalation: list[str]
 
 
 @dataclass(frozen=True)
@@ -142,7 +158,7 @@ class FeaturesInfo:
     """The keypoint pipeline's figures."""
 
     __schema__: ClassVar[str] = "FeaturesReport"
-    detector: Literal["sift", "orb"]
+    detector: Literal["sift", "orb", "asift"]
     robust: Literal["aca", "usac"]
     keypoints_a: int
     keypoints_b: int
@@ -151,6 +167,7 @@ class FeaturesInfo:
     inlier_ratio: float
     rms_px: float | None
     scale: float
+    spread: float
     detail: str | None
 
 

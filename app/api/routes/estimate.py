@@ -22,6 +22,7 @@ from app.api.schemas.estimate import (
     EstimateResponse,
     EstimateTimings,
     FeaturesReport,
+    KeypointSupport,
     ModelReport,
     PhotometricScore,
     QualityReport,
@@ -32,6 +33,7 @@ from app.core.config import Settings
 from app.core.errors import DomainError
 from app.core.metrics import ITEMS
 from app.estimation import Candidate
+from app.features import Support
 from app.geometry.points import corners_in
 from app.services.admission import offload
 from app.services.estimate import EstimateResult, Estimator, Method
@@ -41,7 +43,7 @@ from app.services.refine import Aligner
 router = APIRouter(tags=["estimate"], route_class=CheckedRoute)
 
 FIELDS = ("image_a", "image_b")
-OPTIONS = ("method", "detector", "robust", "refine", "model")
+OPTIONS = ("method", "detector", "robust", "refine", "escalation_seconds", "model")
 POLICY = MultipartPolicy(
     files=FIELDS,
     required=FIELDS,
@@ -55,13 +57,15 @@ POLICY = MultipartPolicy(
 DESCRIPTION = """Estimate the homography that maps image A onto image B, and how far to trust it.
 
 `method` picks the estimator: **network** (default; HomographyNet, fast, bounded to motions of
-about 25 % of the image), **features** (SIFT or ORB keypoints, Lowe's ratio test, then RANSAC with
-the ACA minimal solver or OpenCV's USAC; strong on textured pairs and any motion), or **auto**
-(both, each refined photometrically with gain/bias normalisation, every candidate scored by the
-same NCC-based consistency on the overlap, the best returned; the most accurate, and the
-slowest). Every answer carries `quality`: the photometric score, the overlap, a `confidence`
-(estimated probability that the corners are within 5 px) and a `low_confidence` flag with
-reasons; `candidates` lists what was considered.
+about 25 % of the image), **features** (SIFT, ORB or ASIFT keypoints, Lowe's ratio test, then
+RANSAC with the ACA minimal solver or OpenCV's USAC; strong on textured pairs and any motion), or
+**auto** (the network and SIFT at once, each candidate judged on plausibility, photometric
+consistency on contrast-normalised images, keypoint support and agreement, refined
+photometrically; when the best is weak, a bounded `escalation_seconds` budget buys ASIFT and
+guided matching; the most accurate, and the slowest). Every answer carries `quality`: the
+photometric score, the keypoint support, the overlap, a `confidence` (estimated probability that
+A's corners are within 5 px of the truth) and a `low_confidence` flag with reasons; `candidates`
+lists what was considered.
 
 Send the two images either as **multipart/form-data** (files `image_a`, `image_b`) or as
 **application/json** (`{"image_a": "<base64>", "image_b": "<base64>"}`; also at
@@ -136,11 +140,27 @@ MethodQuery = Annotated[
     Query(description="network (HomographyNet), features (keypoints + RANSAC) or auto (best)."),
 ]
 DetectorQuery = Annotated[
-    Literal["sift", "orb"], Query(description="Keypoints for method=features/auto.")
+    Literal["sift", "orb", "asift"],
+    Query(
+        description="Keypoints for method=features/auto: sift, orb, or asift (SIFT on "
+        "affine-simulated views of image A: strong foreshortening, a few seconds)."
+    ),
 ]
 RobustQuery = Annotated[
-    Literal["aca", "usac"],
-    Query(description="Robust fit for the features: our RANSAC with ACA, or OpenCV's USAC."),
+    Literal["aca", "usac"] | None,
+    Query(
+        description="Robust fit for the features: our RANSAC with ACA (default for sift and "
+        "orb), or OpenCV's USAC MAGSAC++ (default for asift)."
+    ),
+]
+EscalationQuery = Annotated[
+    float | None,
+    Query(
+        ge=0,
+        description="method=auto: seconds it may spend on stronger matching (affine-simulated "
+        "SIFT, guided matching) when the fast candidates are weak; 0 turns it off; default "
+        "and upper bound are server settings.",
+    ),
 ]
 
 
@@ -172,6 +192,14 @@ def _photometric(c: Consistency) -> PhotometricScore:
     )
 
 
+def _support(s: Support | None) -> KeypointSupport | None:
+    if s is None:
+        return None
+    return KeypointSupport(
+        inliers=s.inliers, inlier_ratio=s.ratio, spread=s.spread, rms_px=_num(s.rms_px)
+    )
+
+
 def _candidate(c: Candidate, size_a: tuple[int, int]) -> CandidateReport:
     corners = corners_in(c.b_H_a, size_a)
     return CandidateReport(
@@ -181,6 +209,7 @@ def _candidate(c: Candidate, size_a: tuple[int, int]) -> CandidateReport:
         b_H_a=c.b_H_a.tolist(),
         corners_in_b=None if corners is None else corners.tolist(),
         photometric=_photometric(c.score),
+        support=_support(c.support),
         confidence=c.confidence,
         agreeing=c.agreeing,
         seconds=round(c.seconds, 4),
@@ -201,9 +230,11 @@ def _response(r: EstimateResult) -> EstimateResponse:
             low_confidence=sel.low_confidence,
             reasons=sel.reasons,
             photometric=_photometric(best.score),
+            support=_support(best.support),
             photometric_before_refine=None if start is None else _photometric(start.score),
             agreeing=sel.agreeing,
             work_scale=sel.work_scale,
+            escalation=sel.escalation,
         ),
         model=None if r.model is None else ModelReport(**r.model),
         offsets=None if r.offsets is None else r.offsets.tolist(),
@@ -225,6 +256,7 @@ def _response(r: EstimateResult) -> EstimateResponse:
             inlier_ratio=f.inlier_ratio,
             rms_px=_num(f.rms_px),
             scale=f.scale,
+            spread=f.spread,
             detail=f.detail,
         ),
         candidates=[_candidate(c, r.size_a) for c in sel.candidates],
@@ -263,11 +295,13 @@ class EstimateQuery:
         self,
         method: MethodQuery = "network",
         detector: DetectorQuery = "sift",
-        robust: RobustQuery = "aca",
+        robust: RobustQuery = None,
         refine: RefineQuery = False,
+        escalation_seconds: EscalationQuery = None,
     ) -> None:
         self.method, self.detector, self.robust = method, detector, robust
         self.refine = refine and method != "auto"
+        self.escalation_seconds = escalation_seconds
 
 
 async def _estimate(
@@ -284,6 +318,7 @@ async def _estimate(
         estimator.feature_options(q.detector, q.robust),
         aligner=aligner,
         refine=q.refine,
+        escalation_seconds=q.escalation_seconds,
     )
     ITEMS.labels("estimate").inc()
     if result.refine is not None and result.refine.applied:

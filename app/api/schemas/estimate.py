@@ -74,16 +74,38 @@ class PhotometricScore(BaseModel):
     )
 
 
+class KeypointSupport(BaseModel):
+    """The geometric evidence for a matrix: how many of the tentative keypoint matches (every
+    matcher that ran, pooled) it explains within the inlier threshold."""
+
+    inliers: int
+    inlier_ratio: float = Field(..., description="Inliers over all tentative matches.")
+    spread: float = Field(
+        ...,
+        description="Area of the inliers' convex hull over the image's, the smaller of A and B.",
+    )
+    rms_px: float | None = Field(None, description="Inliers' transfer error (matching pixels).")
+
+
 class CandidateReport(BaseModel):
     """One estimate the selection considered."""
 
-    name: str = Field(..., description="network, features, or either with +refine.")
-    source: Literal["network", "features"]
+    name: str = Field(
+        ...,
+        description="network, features, asift (affine-simulated SIFT), guided (guided "
+        "matching around the best candidate), or any of them with +refine.",
+    )
+    source: Literal["network", "features", "asift"]
     refined: bool
     b_H_a: Matrix3
     corners_in_b: Quad | None = Field(None, description="Null when a corner maps to infinity.")
     photometric: PhotometricScore
-    confidence: float = Field(..., description="P(corner error <= 5 px) from the scores, [0, 1].")
+    support: KeypointSupport | None = Field(
+        None, description="Keypoint evidence; null when no keypoints were matched."
+    )
+    confidence: float = Field(
+        ..., description="P(corner error <= 5 px) from all the evidence, in [0, 1]."
+    )
     agreeing: list[str] = Field(..., description="Sources with a candidate at the same matrix.")
     seconds: float = Field(..., description="Refinement time (0 for a start).")
     detail: str | None = Field(None, description="Why it was not refined, or was rejected.")
@@ -91,27 +113,34 @@ class CandidateReport(BaseModel):
 
 class QualityReport(BaseModel):
     """How far to trust ``b_H_a``: ``confidence`` estimates the probability that image A's
-    corners are within 5 px of the truth (a logistic model of the photometric scores, fitted on
-    synthetic pairs: ``bench/calibrate_confidence.py``); ``low_confidence`` when it is under the
-    server's threshold (0.5 by default), with ``reasons``."""
+    corners are within 5 px of the truth (a logistic model of the photometric and keypoint
+    evidence and of the agreement between methods, fitted on real and rendered photo pairs:
+    ``bench/calibrate_confidence.py``); ``low_confidence`` when it is under the server's
+    threshold (0.5 by default), with ``reasons``."""
 
     confidence: float
     low_confidence: bool
     reasons: list[str]
     photometric: PhotometricScore = Field(..., description="The answer's score.")
+    support: KeypointSupport | None = Field(None, description="The answer's keypoint evidence.")
     photometric_before_refine: PhotometricScore | None = Field(
         None, description="Its start's score, when the answer is a refined candidate."
     )
     agreeing: list[str] = Field(
         ..., description="Independent sources (network, features) that end at the same matrix."
     )
-    work_scale: float = Field(..., description="Working width over image A's width.")
+    work_scale: float = Field(..., description="Scoring width over image A's width.")
+    escalation: list[str] = Field(
+        default_factory=list,
+        description="method=auto: what was tried beyond the fast candidates when they were weak "
+        "(affine-simulated SIFT, guided matching), with times; empty when they were confident.",
+    )
 
 
 class FeaturesReport(BaseModel):
     """The keypoint pipeline's figures (method=features or auto)."""
 
-    detector: Literal["sift", "orb"]
+    detector: Literal["sift", "orb", "asift"]
     robust: Literal["aca", "usac"]
     keypoints_a: int
     keypoints_b: int
@@ -120,6 +149,9 @@ class FeaturesReport(BaseModel):
     inlier_ratio: float
     rms_px: float | None = Field(None, description="Inliers' transfer error (matching pixels).")
     scale: float = Field(..., description="Matching width over image A's width.")
+    spread: float = Field(
+        ..., description="Inliers' convex hull over the image's area, the smaller of A and B."
+    )
     detail: str | None = Field(None, description="Why there is no estimate, when there is none.")
 
 
