@@ -82,7 +82,9 @@ def _as_points(x: np.ndarray, n: int, name: str, dtype: np.dtype | None) -> np.n
         raise ValueError(f"{name} must be real numbers, got dtype {a.dtype}")
     target = np.dtype(dtype) if dtype is not None else None
     if target is None:
-        target = a.dtype if a.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+        # float32/float64 of either byte order keep their precision; anything else is float64
+        floating = a.dtype.kind == "f" and a.dtype.itemsize in (4, 8)
+        target = np.dtype(f"f{a.dtype.itemsize}") if floating else np.dtype(np.float64)
     if target not in (np.float32, np.float64):
         raise ValueError(f"dtype must be float32 or float64, got {target}")
     out = np.ascontiguousarray(a, dtype=target)  # native byte order, C order

@@ -26,7 +26,8 @@ def signatures() -> dict[str, int]:
 def test_warm_up_compiles_every_kernel():
     warm_up_alignment()
     assert set(K.__all__) <= set(signatures())
-    assert all(n >= 1 for n in signatures().values()), signatures()
+    # the public kernels; helpers called only from inside them compile as part of their callers
+    assert all(signatures()[name] >= 1 for name in K.__all__), signatures()
 
 
 def test_warm_up_pair_is_aligned_by_the_warm_up_options():

@@ -503,7 +503,8 @@ class TestGeometryPlumbing:
     @pytest.mark.parametrize("refine", [False, True])
     def test_jpegs_decoded_reduced_answer_at_full_resolution(self, monkeypatch, refine) -> None:
         """method=network without refinement decodes JPEGs at a fraction of their size (here
-        1/4: 256x192 still holds the 128 px input and the 4096 working pixels of the score);
+        1/2: 512x384 still holds the 128 px input and the 65,536 working pixels of the score,
+        1/4 would not);
         the answer is the same as from the full decode, in full-resolution pixels."""
         from app.services import images
 
@@ -528,7 +529,7 @@ class TestGeometryPlumbing:
             r = c.post(f"/estimate?refine={str(refine).lower()}", files=jpegs)
         assert r.status_code == 200, r.text
         body = r.json()
-        assert reductions == ([1, 1] if refine else [4, 4])
+        assert reductions == ([1, 1] if refine else [2, 2])
         assert body["image_a_size"] == list(size) and body["image_b_size"] == list(size)
         H = np.array(body["b_H_a"]) if not refine else np.array(body["refine"]["start_b_H_a"])
         pts = np.random.default_rng(0).uniform(0, 1, (50, 2)) * size
