@@ -130,8 +130,9 @@ class TestSolveBinary:
         np.testing.assert_array_equal(out["dst_H_src"], ref.dst_H_src)
         assert out["valid"].sum() == 4999 and r.headers["x-valid-count"] == "4999"
 
-    def test_npy_stacked_float32(self, client):
-        a = np.stack([np.array([SQ] * 3, np.float32), np.array([QUAD] * 3, np.float32)], 1)
+    @pytest.mark.parametrize("dtype", ["<f4", ">f4"])
+    def test_npy_stacked_float32(self, client, dtype):
+        a = np.stack([np.array([SQ] * 3, dtype), np.array([QUAD] * 3, dtype)], 1)
         b = io.BytesIO()
         np.save(b, a)
         out = np.load(io.BytesIO(client.post("/solve/batch", content=b.getvalue()).content))

@@ -156,7 +156,8 @@ async def solve_batch(
     def work() -> tuple[list[bytes | memoryview], int, int, int]:
         src, dst = arrays_from_body(body, settings)  # inflates and checks CRCs: off the loop
         if dtype == "input":
-            out_dtype = np.float32 if src.dtype == np.float32 else np.float64
+            single = src.dtype.kind == "f" and src.dtype.itemsize == 4  # either byte order
+            out_dtype = np.float32 if single else np.float64
         else:
             out_dtype = np.float32 if dtype == "float32" else np.float64
         out = solve_minimal(src, dst, method, normalize, out_dtype)
