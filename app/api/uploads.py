@@ -6,6 +6,7 @@ spent, instead of being silently ignored."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import Request
 from starlette.datastructures import UploadFile
@@ -40,6 +41,12 @@ class MultipartPolicy:
         if self.fields:
             parts.append(f"text fields {', '.join(self.fields)}")
         return " and ".join(parts)
+
+    def openapi(self, schema: dict[str, Any]) -> dict[str, Any]:
+        """The OpenAPI media type object of this multipart body: ``schema`` and the content
+        types each file part may carry."""
+        types = ", ".join(self.file_types)
+        return {"schema": schema, "encoding": {f: {"contentType": types} for f in self.files}}
 
 
 @dataclass(frozen=True)

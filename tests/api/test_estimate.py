@@ -195,6 +195,8 @@ class TestHappyPath:
         content = op["requestBody"]["content"]
         assert set(content) == {"multipart/form-data", "application/json"}
         assert content["multipart/form-data"]["schema"]["required"] == ["image_a", "image_b"]
+        types = {f: e["contentType"] for f, e in content["multipart/form-data"]["encoding"].items()}
+        assert types == dict.fromkeys(("image_a", "image_b"), "image/*, application/octet-stream")
         ref = content["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
         spec = model_client.get("/openapi.json").json()
         assert spec["components"]["schemas"][ref]["examples"]

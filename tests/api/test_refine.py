@@ -109,7 +109,11 @@ class TestRefine:
     def test_openapi_declares_both_routes(self, rclient):
         paths = rclient.get("/openapi.json").json()["paths"]
         assert "/refine" in paths and "/refine/json" in paths
-        assert "multipart/form-data" in paths["/refine"]["post"]["requestBody"]["content"]
+        multipart = paths["/refine"]["post"]["requestBody"]["content"]["multipart/form-data"]
+        types = {f: e["contentType"] for f, e in multipart["encoding"].items()}
+        assert types == dict.fromkeys(
+            ("image_a", "image_b", "mask"), "image/*, application/octet-stream"
+        )
 
 
 class TestRefineErrors:

@@ -96,12 +96,7 @@ _OPENAPI_EXTRA: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
-            "multipart/form-data": {
-                "schema": _MULTIPART_SCHEMA,
-                "encoding": {
-                    f: {"contentType": "image/*, application/octet-stream"} for f in FIELDS
-                },
-            },
+            "multipart/form-data": POLICY.openapi(_MULTIPART_SCHEMA),
             "application/json": {
                 # registered in components by POST /estimate/json
                 "schema": {"$ref": "#/components/schemas/EstimateJsonRequest"},

@@ -63,13 +63,7 @@ _OPENAPI_EXTRA: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
-            "multipart/form-data": {
-                "schema": _MULTIPART_SCHEMA,
-                "encoding": {
-                    f: {"contentType": "image/*, application/octet-stream"}
-                    for f in ("image_a", "image_b", "mask")
-                },
-            }
+            "multipart/form-data": POLICY.openapi(_MULTIPART_SCHEMA),
         },
     }
 }
