@@ -21,6 +21,7 @@ import contextvars
 import functools
 import math
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -36,15 +37,20 @@ __all__ = [
     "ClassLimits",
     "Gate",
     "OverloadedError",
+    "SpareThreads",
     "default_limits",
     "limits_from_settings",
     "offload",
+    "running_alone",
 ]
 
 T = TypeVar("T")
 
 _current: contextvars.ContextVar[Gate | None] = contextvars.ContextVar(
     "admission_gate", default=None
+)
+_admission: contextvars.ContextVar[Admission | None] = contextvars.ContextVar(
+    "admission", default=None
 )
 
 
@@ -283,13 +289,18 @@ class Admission:
         none is to be had), with :func:`offload` directed to that class's executor."""
         gate = self.gates[name]
         await gate.acquire()
-        token = _current.set(gate)
+        token, app_token = _current.set(gate), _admission.set(self)
         start = time.perf_counter()
         try:
             yield gate
         finally:
+            _admission.reset(app_token)
             _current.reset(token)
             gate.release(time.perf_counter() - start)
+
+    def in_flight(self) -> int:
+        """Requests admitted and not yet finished, every class together."""
+        return sum(g.in_flight for g in self.gates.values())
 
     async def stop(self) -> None:
         """Stop the loop watch and every class's threads."""
@@ -308,3 +319,51 @@ async def offload(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
     loop = asyncio.get_running_loop()
     call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
     return await loop.run_in_executor(None if gate is None else gate.executor, call)
+
+
+def running_alone() -> bool:
+    """True when the current request is the only one the app has in flight, whatever its
+    class: its work may then borrow the cores that concurrent requests would need (False
+    outside a request)."""
+    admission = _admission.get()
+    return admission is not None and admission.in_flight() <= 1
+
+
+class SpareThreads:
+    """Side tasks of a request that runs alone (:func:`running_alone`) on idle threads:
+    :meth:`start` runs ``fn`` on a spare thread when the request is alone and one is free, and
+    otherwise leaves it to the caller, so that a lone request uses the idle cores (the second
+    image of a pair decodes beside the first) while concurrent ones stay on their class's
+    threads (:func:`default_limits` keeps cores free for the other classes)."""
+
+    def __init__(self, workers: int, name: str) -> None:
+        self.workers, self.name = workers, name
+        self._free = threading.Semaphore(workers)
+        self._pool: ThreadPoolExecutor | None = None
+
+    def start(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Callable[[], T]:
+        """A callable that returns ``fn(*args, **kwargs)``: already running on a spare thread
+        (context variables carried over), or run by the caller when it calls it."""
+        inline = functools.partial(fn, *args, **kwargs)
+        if not running_alone() or not self._free.acquire(blocking=False):
+            return inline
+        call = functools.partial(contextvars.copy_context().run, inline)
+
+        def run() -> T:
+            try:
+                return call()
+            finally:
+                self._free.release()
+
+        if self._pool is None:  # started on first use, again after shutdown
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix=self.name)
+        try:
+            return self._pool.submit(run).result
+        except RuntimeError:  # shut down meanwhile
+            self._free.release()
+            return inline
+
+    def shutdown(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -66,7 +67,7 @@ from app.inference.batcher import MicroBatcher
 from app.inference.engine import HomographyEngine, OnnxHomographyEngine
 from app.inference.homography import offsets_to_homography
 from app.inference.preprocess import prepare_pair
-from app.services.admission import offload
+from app.services.admission import SpareThreads, offload
 from app.services.images import (
     DecodedImage,
     MinimumSize,
@@ -141,15 +142,19 @@ def _decode_and_prepare(
     min_side: int,
     patch_size: int | None,
     need: MinimumSize | None = None,
+    spare: SpareThreads | None = None,
 ) -> tuple[DecodedImage, DecodedImage, np.ndarray | None, float, float]:
-    """Decode both images to gray, reduced by one factor when ``need`` allows it for both;
-    with ``patch_size``, also the network's (2, P, P) input."""
+    """Decode both images to gray, reduced by one factor when ``need`` allows it for both
+    (image B on a ``spare`` thread when the request runs alone); with ``patch_size``, also the
+    network's (2, P, P) input."""
     t0 = time.perf_counter()
     head_a = read_header(data_a, "image_a", max_pixels=max_pixels, min_side=min_side)
     head_b = read_header(data_b, "image_b", max_pixels=max_pixels, min_side=min_side)
     s = 1 if need is None else min(reduction_for(head_a, need), reduction_for(head_b, need))
+    start = functools.partial if spare is None else spare.start
+    decoded_b = start(decode_pixels, data_b, head_b, "image_b", reduction=s)
     img_a = decode_pixels(data_a, head_a, "image_a", reduction=s)
-    img_b = decode_pixels(data_b, head_b, "image_b", reduction=s)
+    img_b = decoded_b()
     if img_a.reduction != img_b.reduction:  # one fell back to full size: both at full size
         img_a = decode_pixels(data_a, head_a, "image_a") if img_a.reduction > 1 else img_a
         img_b = decode_pixels(data_b, head_b, "image_b") if img_b.reduction > 1 else img_b
@@ -250,12 +255,14 @@ class Estimator:
             "providers": list(engine.providers),
         }
         self.info: dict[str, Any] = {**engine.info, "batching": batcher.info}
+        self.spare = SpareThreads(1, "estimate-decode")
 
     async def start(self) -> None:
         await self.batcher.start()
 
     async def stop(self) -> None:
         await self.batcher.stop()
+        self.spare.shutdown()
 
     def feature_options(self, detector: str = "sift", robust: str | None = None) -> FeatureOptions:
         """The keypoint pipeline's options; ``robust`` defaults to our RANSAC, or MAGSAC++ for
@@ -325,6 +332,7 @@ class Estimator:
                 self.min_side,
                 self.patch_size if use_net else None,
                 need,
+                self.spare,
             )
         timings: dict[str, float] = {"decode": decode_ms}
         feat_task = (

@@ -13,9 +13,11 @@ from app.services.admission import (
     Admission,
     ClassLimits,
     OverloadedError,
+    SpareThreads,
     default_limits,
     limits_from_settings,
     offload,
+    running_alone,
 )
 
 
@@ -166,3 +168,45 @@ def test_loop_lag_watch_sees_a_blocked_loop():
 
     quiet, busy = run(main())
     assert quiet < 0.01 and busy > 0.01
+
+
+def test_spare_threads_help_a_request_only_while_it_runs_alone():
+    """A lone request's side task runs on a spare thread; with a second request in flight
+    (any class), or outside a request, the caller runs it itself."""
+
+    async def main():
+        limits = ClassLimits(max_in_flight=2, max_waiting=0, max_wait_s=0)
+        adm = Admission({"a": limits, "b": limits})
+        spare = SpareThreads(1, "spare")
+        seen = {"outside": (running_alone(), spare.start(threading.get_ident)())}
+        async with adm.slot("a"):
+            seen["alone"] = (running_alone(), spare.start(threading.get_ident)())
+            async with adm.slot("b"):
+                seen["two"] = (running_alone(), spare.start(threading.get_ident)())
+        spare.shutdown()
+        async with adm.slot("a"):  # a new pool after shutdown
+            seen["again"] = (running_alone(), spare.start(threading.get_ident)())
+        spare.shutdown()
+        return seen
+
+    me = threading.get_ident()
+    seen = run(main())
+    assert seen["outside"] == (False, me) and seen["two"] == (False, me)
+    for key in ("alone", "again"):
+        assert seen[key][0] and seen[key][1] != me
+
+
+def test_spare_threads_run_inline_when_every_spare_is_busy():
+    async def main():
+        adm = Admission({"a": ClassLimits(max_in_flight=1, max_waiting=0, max_wait_s=0)})
+        spare = SpareThreads(1, "spare")
+        release = threading.Event()
+        async with adm.slot("a"):
+            busy = spare.start(release.wait, 10)  # holds the only spare thread
+            second = spare.start(threading.get_ident)()
+            release.set()
+            assert busy() is True
+        spare.shutdown()
+        return second
+
+    assert run(main()) == threading.get_ident()
