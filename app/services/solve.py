@@ -168,9 +168,10 @@ def solve_minimal(
     dst: np.ndarray,
     method: Literal["aca", "sks"] = "aca",
     normalize: Literal["h33", "frobenius"] = "h33",
-    dtype: type = np.float64,
+    dtype: type | None = np.float64,
 ) -> SolveOutput:
-    """(B, 4, 2) correspondences -> B homographies by a 4-point solver."""
+    """(B, 4, 2) correspondences -> B homographies by a 4-point solver, in ``dtype`` (None: the
+    inputs' precision, as :func:`app.geometry.four_point.solve_four_point` keeps it)."""
     r = solve_four_point(src, dst, method=method, normalize=normalize, dtype=dtype)
     return SolveOutput(r.dst_H_src, r.reason)
 

@@ -155,11 +155,8 @@ async def solve_batch(
 
     def work() -> tuple[list[bytes | memoryview], int, int, int]:
         src, dst = arrays_from_body(body, settings)  # inflates and checks CRCs: off the loop
-        if dtype == "input":
-            single = src.dtype.kind == "f" and src.dtype.itemsize == 4  # either byte order
-            out_dtype = np.float32 if single else np.float64
-        else:
-            out_dtype = np.float32 if dtype == "float32" else np.float64
+        # "input": the solver keeps the inputs' precision (float32 of either byte order stays)
+        out_dtype = None if dtype == "input" else np.float32 if dtype == "float32" else np.float64
         out = solve_minimal(src, dst, method, normalize, out_dtype)
         valid = out.valid
         H = out.dst_H_src.reshape(len(valid), 9)[:, :8] if compact else out.dst_H_src
