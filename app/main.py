@@ -27,7 +27,13 @@ from app.core.engines import EngineRegistry
 from app.core.lifecycle import Lifecycle, drain_on_signals
 from app.core.logging import configure_logging
 from app.services.admission import Admission, limits_from_settings
-from app.services.startup import build_engines, engine_plan, in_daemon_thread, run_engines
+from app.services.startup import (
+    ESTIMATOR,
+    build_engines,
+    engine_plan,
+    in_daemon_thread,
+    run_engines,
+)
 from app.web import pages
 
 DESCRIPTION = """
@@ -66,6 +72,9 @@ async def _start(app: FastAPI, settings: Settings, stack: AsyncExitStack) -> Non
             app.openapi_schema = None  # regenerated with the work routes
         lifecycle.loading = []
         await in_daemon_thread(build_engines, engines, plan)
+        estimator = engines.get(ESTIMATOR)
+        if estimator is not None and estimator.batching_pays:  # admit enough to fill batches
+            app.state.admission.relimit(limits_from_settings(settings, batching=True))
         await stack.enter_async_context(run_engines(engines))  # workers, stopped on shutdown
         # the start-up heap (torch, ONNX Runtime, models, compiled kernels: millions of objects)
         # is permanent: keep it out of the cyclic collector, whose full passes would otherwise

@@ -505,6 +505,7 @@ def main() -> None:
     print("/estimate server-side stages, median ms per request:")
     print()
     stages = ("decode", "preprocess", "queue_wait", "inference", "solve", "select", "total")
+    stages += ("admission_wait",)  # before the slot, not in total
     print("| pair | concurrency | " + " | ".join(stages) + " |")
     print("|---|---:|" + "---:|" * len(stages))
     for size in SIZES:
@@ -512,6 +513,14 @@ def main() -> None:
         for conc in reqs:
             sm = results[f"{tag} estimate c{conc}"]["server_ms"]
             print(f"| {tag} | {conc} | " + " | ".join(f"{sm[k]:.1f}" for k in stages) + " |")
+    print()
+    for size in SIZES:
+        tag = f"{size[0]}x{size[1]}"
+        one, eight = (results[f"{tag} estimate c{c}"]["server_ms"]["total"] for c in reqs)
+        print(
+            f"{tag}: server-side total at 8 clients / 1 client = {eight / one:.2f}x "
+            f"(target <= 2x: {'met' if eight <= 2 * one else 'NOT met'})"
+        )
     print()
     for size in SIZES:
         tag = f"{size[0]}x{size[1]}"

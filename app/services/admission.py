@@ -38,6 +38,7 @@ __all__ = [
     "Gate",
     "OverloadedError",
     "SpareThreads",
+    "admission_wait_s",
     "default_limits",
     "limits_from_settings",
     "offload",
@@ -51,6 +52,9 @@ _current: contextvars.ContextVar[Gate | None] = contextvars.ContextVar(
 )
 _admission: contextvars.ContextVar[Admission | None] = contextvars.ContextVar(
     "admission", default=None
+)
+_waited: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "admission_wait", default=None
 )
 
 
@@ -81,15 +85,27 @@ class ClassLimits:
             raise ValueError("need max_in_flight >= 1, max_waiting >= 0, max_wait_s >= 0")
 
 
-def default_limits(cpus: int | None = None) -> dict[str, ClassLimits]:
+def default_limits(cpus: int | None = None, *, batching: bool = False) -> dict[str, ClassLimits]:
     """Limits sized to the machine: the long CPU-bound classes get fewer threads than there are
     cores (refine half, estimate all but one), so that a flood of them leaves CPU to the others
     and an accepted request's latency stays near its unloaded latency; the cheap classes get more
-    room. ``estimate`` admits enough requests to fill a micro-batch."""
+    room.
+
+    ``estimate`` admits as many requests as it has threads: on a CPU the network's cost per pair
+    does not fall with the batch, so a request admitted beyond the threads would only queue for
+    them inside, every stage of every admitted request slowed alike (3.9x the lone request's
+    server time at 8 clients on 2 cores, against 0.9x this way, at a higher throughput:
+    ``bench/estimate.py``); the others wait at the door, in order, bounded. With ``batching``
+    (the network runs on an accelerator, where a batch costs little more than a pair) it admits
+    2 per core, so that micro-batches form."""
     n = max(1, cpus or os.cpu_count() or 1)
+    estimate_threads = max(1, n - 1)
     return {
         "estimate": ClassLimits(
-            max_in_flight=2 * n, max_waiting=4 * n, max_wait_s=0.25, threads=max(1, n - 1)
+            max_in_flight=2 * n if batching else estimate_threads,
+            max_waiting=4 * n,
+            max_wait_s=1.0,
+            threads=estimate_threads,
         ),
         "refine": ClassLimits(max_in_flight=max(1, n // 2), max_waiting=n, max_wait_s=0.5),
         "solve": ClassLimits(max_in_flight=2 * n, max_waiting=8 * n, max_wait_s=0.25, threads=n),
@@ -100,10 +116,10 @@ def default_limits(cpus: int | None = None) -> dict[str, ClassLimits]:
     }
 
 
-def limits_from_settings(settings: Settings) -> dict[str, ClassLimits]:
-    """:func:`default_limits` for ``settings.admission_cpus`` (0: this machine's), with the
-    overrides of ``settings.admission`` applied field by field."""
-    limits = default_limits(settings.admission_cpus or None)
+def limits_from_settings(settings: Settings, *, batching: bool = False) -> dict[str, ClassLimits]:
+    """:func:`default_limits` for ``settings.admission_cpus`` (0: this machine's) and
+    ``batching``, with the overrides of ``settings.admission`` applied field by field."""
+    limits = default_limits(settings.admission_cpus or None, batching=batching)
     for name, override in settings.admission.items():
         changes = {k: v for k, v in override.model_dump().items() if v is not None}
         limits[name] = replace(limits[name], **changes)
@@ -239,6 +255,14 @@ class Gate:
                 self._waiters.remove(waiter)
         self.stats.admitted += 1
 
+    def grant_free_slots(self) -> None:
+        """Hand the slots that a raised bound freed to the oldest live waiters."""
+        while self._waiters and self.in_flight < self.limits.max_in_flight:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self.in_flight += 1
+                waiter.set_result(None)
+
     def release(self, seconds: float | None) -> None:
         """Free a slot (hand it to the oldest live waiter); ``seconds``: the request's service
         time, folded into the average that :meth:`retry_after` uses."""
@@ -280,6 +304,14 @@ class Admission:
         """Start watching the running event loop (app lifespan)."""
         self.loop.start()
 
+    def relimit(self, limits: dict[str, ClassLimits]) -> None:
+        """New bounds for the named classes (start-up, once the engines say what pays: see
+        :func:`default_limits`); their thread counts stay as built."""
+        for name, lim in limits.items():
+            gate = self.gates[name]
+            gate.limits = replace(lim, threads=gate.threads)
+            gate.grant_free_slots()
+
     def __getitem__(self, name: str) -> Gate:
         return self.gates[name]
 
@@ -288,12 +320,15 @@ class Admission:
         """Hold a slot of class ``name`` for the block (:class:`OverloadedError` on entry when
         none is to be had), with :func:`offload` directed to that class's executor."""
         gate = self.gates[name]
+        arrived = time.perf_counter()
         await gate.acquire()
-        token, app_token = _current.set(gate), _admission.set(self)
         start = time.perf_counter()
+        token, app_token = _current.set(gate), _admission.set(self)
+        wait_token = _waited.set(start - arrived)
         try:
             yield gate
         finally:
+            _waited.reset(wait_token)
             _admission.reset(app_token)
             _current.reset(token)
             gate.release(time.perf_counter() - start)
@@ -319,6 +354,11 @@ async def offload(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
     loop = asyncio.get_running_loop()
     call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
     return await loop.run_in_executor(None if gate is None else gate.executor, call)
+
+
+def admission_wait_s() -> float | None:
+    """Seconds the current request waited for its slot (None outside a request)."""
+    return _waited.get()
 
 
 def running_alone() -> bool:

@@ -67,7 +67,7 @@ from app.inference.batcher import MicroBatcher
 from app.inference.engine import HomographyEngine, OnnxHomographyEngine
 from app.inference.homography import offsets_to_homography
 from app.inference.preprocess import prepare_pair
-from app.services.admission import SpareThreads, offload
+from app.services.admission import SpareThreads, admission_wait_s, offload
 from app.services.images import (
     DecodedImage,
     MinimumSize,
@@ -257,6 +257,12 @@ class Estimator:
         self.info: dict[str, Any] = {**engine.info, "batching": batcher.info}
         self.spare = SpareThreads(1, "estimate-decode")
 
+    @property
+    def batching_pays(self) -> bool:
+        """Whether the network runs on an accelerator, where a batch of pairs costs little more
+        than one (on ONNX Runtime's CPU provider the cost per pair is flat)."""
+        return self.engine.providers[0] != "CPUExecutionProvider"
+
     async def start(self) -> None:
         await self.batcher.start()
 
@@ -418,6 +424,9 @@ class Estimator:
                 f"{best.name} estimate"
             )
         timings["total"] = (time.perf_counter() - start) * 1e3
+        waited = admission_wait_s()
+        if waited is not None:
+            timings["admission_wait"] = waited * 1e3
         conf = None if res is None else res.outputs.get("confidence")
         return EstimateResult(
             b_H_a=best.b_H_a,

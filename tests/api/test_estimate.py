@@ -120,9 +120,11 @@ class TestHappyPath:
             "refine",
             "select",
             "total",
+            "admission_wait",
             "batch_size",
         }
         assert t["features"] is None and t["refine"] is None and t["select"] >= 0
+        assert t["admission_wait"] >= 0
         assert t["total"] >= t["decode"] + t["inference"] - 1e-3 and t["batch_size"] >= 1
         # every answer is scored: the network's candidate alone, unrefined
         assert body["method"] == "network" and body["chosen"] == "network"
@@ -432,6 +434,23 @@ def test_concurrent_requests_share_one_onnx_call(monkeypatch) -> None:
     assert [r.status_code for r in answers] == [200] * 7
     assert engine.calls == [1, 6]
     assert sorted(r.json()["timings_ms"]["batch_size"] for r in answers) == [1] + [6] * 6
+
+
+@pytest.mark.parametrize("override", [None, {"estimate": {"max_in_flight": 5}}])
+def test_estimate_admits_beyond_its_threads_only_where_batching_pays(monkeypatch, override):
+    """On ONNX Runtime's CPU provider /estimate admits as many requests as it has threads (more
+    would only queue for them inside); on an accelerator (here the fake engine) 2 per core, to
+    fill micro-batches; an explicit setting wins either way."""
+    kw = {"admission_cpus": 4} | ({"admission": override} if override else {})
+    with TestClient(create_app(settings(model_path=fixture_model("regression"), **kw))) as c:
+        cpu = c.app.state.admission["estimate"].limits
+    with fake_client(monkeypatch, FakeEngine(), **kw) as c:
+        accelerated = c.app.state.admission["estimate"].limits
+    assert cpu.threads == accelerated.threads == 3
+    if override:
+        assert cpu.max_in_flight == accelerated.max_in_flight == 5
+    else:
+        assert (cpu.max_in_flight, accelerated.max_in_flight) == (3, 8)
 
 
 def test_engine_failure_is_500_and_service_recovers(monkeypatch) -> None:

@@ -14,6 +14,7 @@ from app.services.admission import (
     ClassLimits,
     OverloadedError,
     SpareThreads,
+    admission_wait_s,
     default_limits,
     limits_from_settings,
     offload,
@@ -131,6 +132,57 @@ def test_limits_from_settings_apply_overrides_field_by_field():
     assert limits["solve"] == default_limits(4)["solve"]
     with pytest.raises(ValueError):
         Settings(admission={"nope": {"max_in_flight": 1}})
+
+
+def test_estimate_admits_its_thread_count_unless_batching_pays():
+    cpu, accelerated = default_limits(4), default_limits(4, batching=True)
+    assert cpu["estimate"].max_in_flight == cpu["estimate"].threads == 3
+    assert accelerated["estimate"].max_in_flight == 8 and accelerated["estimate"].threads == 3
+    assert {k: v for k, v in cpu.items() if k != "estimate"} == {
+        k: v for k, v in accelerated.items() if k != "estimate"
+    }
+    s = Settings(admission_cpus=4, admission={"estimate": {"max_waiting": 1}})
+    assert limits_from_settings(s, batching=True)["estimate"].max_in_flight == 8
+    assert limits_from_settings(s, batching=True)["estimate"].max_waiting == 1
+
+
+def test_relimit_keeps_the_threads_and_hands_new_slots_to_the_waiters():
+    async def main():
+        adm = Admission({"a": ClassLimits(max_in_flight=1, max_waiting=4, max_wait_s=5, threads=1)})
+        await adm["a"].acquire()
+        waiters = [asyncio.create_task(adm["a"].acquire()) for _ in range(3)]
+        await asyncio.sleep(0.01)
+        assert adm["a"].waiting == 3
+        adm.relimit({"a": ClassLimits(max_in_flight=3, max_waiting=4, max_wait_s=5, threads=8)})
+        await asyncio.sleep(0.01)
+        done = [w.done() for w in waiters]
+        state = (adm["a"].in_flight, adm["a"].waiting, adm["a"].threads)
+        adm["a"].release(None)  # the first holder leaves: the last waiter gets its slot
+        await asyncio.gather(*waiters)
+        return done, state, adm["a"].in_flight
+
+    done, state, in_flight = run(main())
+    assert done == [True, True, False] and state == (3, 1, 1) and in_flight == 3
+
+
+def test_a_request_knows_how_long_it_waited_for_its_slot():
+    async def main():
+        adm = Admission({"a": ClassLimits(max_in_flight=1, max_waiting=1, max_wait_s=5)})
+        seen = {"outside": admission_wait_s()}
+
+        async def second():
+            async with adm.slot("a"):
+                seen["second"] = admission_wait_s()
+
+        async with adm.slot("a"):
+            seen["first"] = admission_wait_s()
+            task = asyncio.create_task(second())
+            await asyncio.sleep(0.1)
+        await task
+        return seen
+
+    seen = run(main())
+    assert seen["outside"] is None and seen["first"] < 0.05 and seen["second"] >= 0.09
 
 
 def test_a_lagging_event_loop_sheds_every_class_at_once():

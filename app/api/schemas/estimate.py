@@ -55,7 +55,11 @@ class EstimateTimings(BaseModel):
     features: float | None = Field(None, description="Keypoints, matching and robust fit.")
     refine: float | None = Field(None, description="refine=true: the /refine pipeline.")
     select: float = Field(..., description="Photometric scoring (and, for auto, refinement).")
-    total: float
+    total: float = Field(..., description="From the slot's admission to the answer.")
+    admission_wait: float | None = Field(
+        None,
+        description="Waited for a slot before any work (admission control; not in total).",
+    )
     batch_size: int = Field(
         ..., description="Pairs in the ONNX call this pair was part of (0: no network)."
     )
