@@ -4,7 +4,6 @@ No I/O here: each client only sends the ``Call``s and sleeps where ``RetryPolicy
 from __future__ import annotations
 
 import email.utils
-import io
 import json
 import random
 import time
@@ -16,6 +15,7 @@ import httpx
 import numpy as np
 
 from homography_client._encode import ImageInput, image_part, npz_body
+from homography_client._npz import read_npz
 from homography_client.errors import error_from_response
 from homography_client.models import (
     EstimateResult,
@@ -357,8 +357,8 @@ def _parse_json_solve(dtype: np.dtype) -> Callable[[httpx.Response], SolveResult
 
 def _parse_npz(method: str) -> Callable[[httpx.Response], SolveResult]:
     def parse(response: httpx.Response) -> SolveResult:
-        with np.load(io.BytesIO(check(response).content), allow_pickle=False) as z:
-            H, valid, codes = z["dst_H_src"], z["valid"].astype(bool), z["reason"]
+        z = read_npz(check(response).content)
+        H, valid, codes = z["dst_H_src"], z["valid"].astype(bool), z["reason"]
         H = H.copy()
         H[~valid] = np.nan
         return SolveResult(
