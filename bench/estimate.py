@@ -235,13 +235,20 @@ async def bench_http(base: str, pairs: list[Pair], concurrency: int, requests: i
                 "image_a": ("a.png", p.png_a, "image/png"),
                 "image_b": ("b.png", p.png_b, "image/png"),
             }
-            t = time.perf_counter()
-            r = await client.post("/estimate", files=files)
-            body = r.json()
-            dt = time.perf_counter() - t
+            while True:
+                t = time.perf_counter()
+                r = await client.post("/estimate", files=files)
+                body = r.json()
+                dt = time.perf_counter() - t
+                if r.status_code != 503:
+                    break
+                shed.append(i)  # admission control: retry after a tenth of Retry-After
+                await asyncio.sleep(0.1 * float(r.headers.get("retry-after", "1")))
             if r.status_code != 200:
                 raise RuntimeError(f"/estimate answered {r.status_code}: {body}")
             return dt, body
+
+        shed: list[int] = []
 
         for i in range(min(len(pairs), 2 * concurrency)):  # warm up connections and caches
             await one(i)
@@ -278,6 +285,7 @@ async def bench_http(base: str, pairs: list[Pair], concurrency: int, requests: i
         "errors": error_stats(list(errors.values())),
         "errors_net": error_stats(list(errors_net.values())),
         "server_ms": {k: float(np.median(v)) for k, v in stages.items() if k != "batch_size"},
+        "shed": len(shed),
     }
 
 
@@ -513,6 +521,9 @@ def main() -> None:
         for conc in reqs:
             sm = results[f"{tag} estimate c{conc}"]["server_ms"]
             print(f"| {tag} | {conc} | " + " | ".join(f"{sm[k]:.1f}" for k in stages) + " |")
+    shed = {k: r["shed"] for k, r in results.items() if r.get("shed")}
+    if shed:
+        print(f"\nanswered 503 (admission control) and retried: {shed}")
     print()
     for size in SIZES:
         tag = f"{size[0]}x{size[1]}"

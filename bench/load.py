@@ -84,6 +84,7 @@ def summary(env: Environment, seconds: float) -> dict:
         "detail": {
             f"{e.method} {e.name}: {e.error}": e.occurrences for e in env.stats.errors.values()
         },
+        "shed_by": {e.name: e.num_requests for e in entries if e.method == "SHED"},
     }
 
 
@@ -138,6 +139,8 @@ def main() -> int:
             )
             for what, n in s["detail"].items():
                 print(f"    {n} x {what}")
+            if s["shed"]:
+                print("    shed: " + ", ".join(f"{n} {k}" for k, n in sorted(s["shed_by"].items())))
             failed |= s["errors"] > 0
             if proc is not None and proc.poll() is not None:
                 print("server process died")

@@ -94,8 +94,9 @@ def default_limits(cpus: int | None = None, *, batching: bool = False) -> dict[s
     ``estimate`` admits as many requests as it has threads: on a CPU the network's cost per pair
     does not fall with the batch, so a request admitted beyond the threads would only queue for
     them inside, every stage of every admitted request slowed alike (3.9x the lone request's
-    server time at 8 clients on 2 cores, against 0.9x this way, at a higher throughput:
-    ``bench/estimate.py``); the others wait at the door, in order, bounded. With ``batching``
+    server time at 8 clients on 2 cores, against 1.0x this way, at a higher throughput:
+    ``bench/estimate.py``); the others wait at the door, in order, bounded (a mixed load, in
+    ``bench/load.py``, then gets more quick 503s, a lower p95 and more answers). With ``batching``
     (the network runs on an accelerator, where a batch costs little more than a pair) it admits
     2 per core, so that micro-batches form."""
     n = max(1, cpus or os.cpu_count() or 1)
@@ -104,7 +105,7 @@ def default_limits(cpus: int | None = None, *, batching: bool = False) -> dict[s
         "estimate": ClassLimits(
             max_in_flight=2 * n if batching else estimate_threads,
             max_waiting=4 * n,
-            max_wait_s=1.0,
+            max_wait_s=0.25,
             threads=estimate_threads,
         ),
         "refine": ClassLimits(max_in_flight=max(1, n // 2), max_waiting=n, max_wait_s=0.5),
