@@ -445,6 +445,11 @@ def main() -> None:
     )
     ap.add_argument("--per-kind", type=int, default=6, help="hard pairs per kind (methods)")
     ap.add_argument("--methods-only", action="store_true", help="only the method comparison")
+    ap.add_argument(
+        "--serving-only",
+        action="store_true",
+        help="only /estimate over HTTP at 1 and 8 clients (with the SIFT and ORB anchors)",
+    )
     args = ap.parse_args()
     n_pairs = 8 if args.quick else 24
     reqs = {1: 24, 8: 48} if args.quick else {1: 120, 8: 240}
@@ -472,7 +477,7 @@ def main() -> None:
                 results[f"{size[0]}x{size[1]} estimate c{conc}"] = asyncio.run(
                     bench_http(base, ps, conc, n)
                 )
-        methods = bench_methods(base, hard)
+        methods = {} if args.serving_only else bench_methods(base, hard)
     finally:
         proc.terminate()
         proc.wait(30)
@@ -543,6 +548,8 @@ def main() -> None:
             f"/ ORB+RANSAC p50 = {est / orb:.2f}; throughput c=8 / c=1 = {gain:.2f}x; "
             f"target p50 <= SIFT: {'met' if est <= sift else 'NOT met'}"
         )
+    if args.serving_only:
+        return
     print()
     print("Decode of one upload, in-process (before: colour then cvtColor; now: /estimate's):")
     print()

@@ -3,6 +3,7 @@
     .venv/bin/python bench/solve.py            # N = 1e4, 1e5, 1e6 (about 2 minutes)
     .venv/bin/python bench/solve.py --quick    # N = 1e4, 1e5, no HTTP
     .venv/bin/python bench/solve.py --no-http  # N = 1e4, 1e5, 1e6 in-process only
+    .venv/bin/python bench/solve.py --segments # where one HTTP round trip's time goes
 
 Every row is measured in the same run on the same inputs: our ACA and SKS (Numba kernels, float64
 and float32), our torch ACA (the GPU/autograd path, here on CPU), Kornia's batched
@@ -10,6 +11,10 @@ get_perspective_transform, cv2.getPerspectiveTransform in a Python loop (timed o
 20,000 items and reported as a rate) and the memory-streaming bound: the time to read the inputs
 and write the outputs once (the faster of a NumPy copy and a 2-thread Numba copy of the same
 bytes, output allocation included as for the solvers). Ratios are against rows of the same run.
+Over HTTP, 1,000,000 items are posted to /solve/batch of a local uvicorn server as one .npz (four
+formats) and the answer read with homography_client's .npz reader; each variant is also compared
+with the loopback bound: the same request and answer bytes through a raw TCP socket to another
+process and back, with no HTTP, parsing or solving.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from _server import free_port, start_server  # noqa: E402
-from homography_client._npz import read_npz  # noqa: E402
+from homography_client import read_npz  # noqa: E402
 
 from app.geometry.four_point import aca_torch, solve_four_point  # noqa: E402
 from app.geometry.points import image_corners  # noqa: E402
@@ -257,13 +262,80 @@ def http_rates(n: int, repeats: int) -> dict[str, tuple[float, float]]:
     return rates
 
 
+def http_segments(n: int, rounds: int = 4) -> None:
+    """Where one float64 round trip of ``n`` items goes, client-side timers (best of
+    ``rounds``): sending the body, waiting for the first byte of the answer (the server's work
+    after the last byte), receiving the answer, and reading it with ``np.load`` and with
+    ``read_npz``."""
+    src, dst = make_inputs(n, seed=1)
+    buf = io.BytesIO()
+    np.savez(buf, src=src, dst=dst)
+    body = memoryview(buf.getvalue())
+    port = free_port()
+    proc = start_server(port)
+    best: dict[str, float] = {}
+    try:
+        wait_ready(port)
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            sock.sendall(
+                f"POST /solve/batch HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+                f"application/x-npz\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            )
+            sock.sendall(body)
+            t1 = time.perf_counter()
+            raw = sock.recv(65536)
+            t2 = time.perf_counter()
+            while b"\r\n\r\n" not in raw:
+                raw += sock.recv(65536)
+            head, _, rest = raw.partition(b"\r\n\r\n")
+            length = next(
+                int(line.split(b":")[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+            answer = bytearray(length)
+            view = memoryview(answer)
+            view[: len(rest)] = rest
+            pos = len(rest)
+            while pos < length:
+                pos += sock.recv_into(view[pos:])
+            t3 = time.perf_counter()
+            np.load(io.BytesIO(answer), allow_pickle=False)["dst_H_src"]
+            t4 = time.perf_counter()
+            read_npz(answer)["dst_H_src"]
+            t5 = time.perf_counter()
+            for key, dt in (
+                ("send the body", t1 - t0),
+                ("first byte of the answer", t2 - t1),
+                ("receive the answer", t3 - t2),
+                ("np.load", t4 - t3),
+                ("read_npz", t5 - t4),
+            ):
+                best[key] = min(best.get(key, float("inf")), dt)
+        sock.close()
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    print(f"\nOne /solve/batch round trip, N={n:.0e} float64 in and out (best of {rounds}, ms):")
+    print("  " + ", ".join(f"{k} {1e3 * v:.1f}" for k, v in best.items()))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="N = 1e4, 1e5 only and no HTTP")
     ap.add_argument("--no-http", action="store_true", help="in-process rows only")
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument(
+        "--segments", action="store_true", help="only where one HTTP round trip's time goes"
+    )
     args = ap.parse_args()
     torch.set_num_threads(2)
+    if args.segments:
+        http_segments(1_000_000)
+        return
     sizes = [10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000]
     print(
         f"# bench/solve.py  torch {torch.__version__}, numba {nb.__version__}, "

@@ -9,6 +9,7 @@ with HomographyClient("http://127.0.0.1:8000") as hc:
 
 from homography_client._core import REFINE_OPTIONS, RetryPolicy
 from homography_client._encode import ImageInput, encode_png
+from homography_client._npz import read_npz
 from homography_client.async_client import AsyncHomographyClient
 from homography_client.client import HomographyClient
 from homography_client.errors import HomographyError
@@ -51,4 +52,5 @@ __all__ = [
     "RetryPolicy",
     "SolveResult",
     "encode_png",
+    "read_npz",
 ]

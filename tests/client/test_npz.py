@@ -7,7 +7,7 @@ import struct
 
 import numpy as np
 import pytest
-from homography_client._npz import read_npz
+from homography_client import read_npz
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
