@@ -257,7 +257,8 @@ class Gate:
         self.stats.admitted += 1
 
     def grant_free_slots(self) -> None:
-        """Hand the slots that a raised bound freed to the oldest live waiters."""
+        """Hand the free slots (a request left, or the bound was raised) to the oldest live
+        waiters."""
         while self._waiters and self.in_flight < self.limits.max_in_flight:
             waiter = self._waiters.popleft()
             if not waiter.done():
@@ -270,12 +271,8 @@ class Gate:
         if seconds is not None:
             s = self.stats
             s.service_s = seconds if not s.service_s else 0.8 * s.service_s + 0.2 * seconds
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)  # the slot passes to it: in_flight unchanged
-                return
         self.in_flight -= 1
+        self.grant_free_slots()
 
     def info(self) -> dict[str, Any]:
         return {
