@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -29,3 +33,15 @@ def start_server(
     cmd = [python, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1"]
     cmd += ["--port", str(port), "--log-level", "warning", "--no-access-log"]
     return subprocess.Popen(cmd, cwd=root, env=env)
+
+
+def wait_ready(base: str, seconds: float = 180) -> dict:
+    """Poll ``base``/ready until it answers 200 (``RuntimeError`` after ``seconds``); its body."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(base + "/ready", timeout=5) as r:
+                return json.loads(r.read())
+        except (OSError, urllib.error.URLError):  # not listening yet, or 503 while starting
+            time.sleep(0.2)
+    raise RuntimeError(f"{base} did not become ready within {seconds:g} s")

@@ -48,7 +48,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from _opencv import opencv_pipeline
-from _server import free_port, start_server
+from _server import free_port, start_server, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -413,22 +413,12 @@ def start_model_server(model: Path, port: int, extra_env: dict[str, str]) -> sub
     return start_server(port, {"HOMOGRAPHY_MODEL_PATH": str(model), **extra_env})
 
 
-def wait_ready(base: str, seconds: float = 180) -> dict:
-    import httpx
-
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        try:
-            r = httpx.get(base + "/ready", timeout=5)
-            if r.status_code == 200:
-                info = r.json()["engines"].get("homographynet", {})
-                if not info.get("ready"):
-                    raise RuntimeError(f"the model did not load: {info.get('detail')}")
-                return info["info"]
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError("server did not become ready")
+def model_info(base: str) -> dict:
+    """The served model's card, once the server is ready."""
+    info = wait_ready(base)["engines"].get("homographynet", {})
+    if not info.get("ready"):
+        raise RuntimeError(f"the model did not load: {info.get('detail')}")
+    return info["info"]
 
 
 def main() -> None:
@@ -471,7 +461,7 @@ def main() -> None:
     proc = start_model_server(args.model, port, extra_env)
     base = f"http://127.0.0.1:{port}"
     try:
-        info = wait_ready(base)
+        info = model_info(base)
         for size, ps in pairs.items():
             for conc, n in reqs.items():
                 results[f"{size[0]}x{size[1]} estimate c{conc}"] = asyncio.run(

@@ -19,8 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
-from _server import free_port, start_server
+from _server import free_port, start_server, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,13 +55,7 @@ def main() -> int:
     port = free_port()
     proc = start_server(port)
     try:
-        for _ in range(600):
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
+        wait_ready(f"http://127.0.0.1:{port}")
         with tempfile.TemporaryDirectory() as tmp:
             events = Path(tmp) / "events.ndjson"
             cmd = [

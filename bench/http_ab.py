@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _server import free_port
-from solve import RawClient, make_inputs, wait_ready
+from _server import free_port, wait_ready
+from solve import RawClient, make_inputs
 
 
 def start(tree: Path, port: int) -> subprocess.Popen:
@@ -44,7 +44,7 @@ def main() -> None:
             port = free_port()
             proc = start(tree.resolve(), port)
             try:
-                wait_ready(port)
+                wait_ready(f"http://127.0.0.1:{port}")
                 client = RawClient(port)
                 for i in range(args.calls + 1):  # the first is a warm-up
                     t = time.perf_counter()

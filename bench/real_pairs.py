@@ -43,7 +43,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from _opencv import opencv_pipeline
-from _server import free_port, start_server
+from _server import free_port, start_server, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -252,20 +252,6 @@ def confidence_report(rows: list[dict]) -> dict:
     return rep
 
 
-def wait_ready(base: str, seconds: float = 300) -> None:
-    import httpx
-
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        try:
-            if httpx.get(base + "/ready", timeout=5).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"{base} did not become ready")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--real-dir", type=Path, default=SHARED / "real-pairs")
@@ -311,7 +297,7 @@ def main() -> None:
         proc = start_server(port, env, root=root)
         base = f"http://127.0.0.1:{port}"
         try:
-            wait_ready(base)
+            wait_ready(base, seconds=300)
             for m in wanted:
                 print(f"{tag}{m} ...", flush=True)
                 results[f"{tag}{m}"] = run_service(base, m, SERVICE[m], pairs, pngs)

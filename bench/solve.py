@@ -37,7 +37,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from _server import free_port, start_server  # noqa: E402
+from _server import free_port, start_server, wait_ready  # noqa: E402
 from homography_client import read_npz  # noqa: E402
 
 from app.geometry.four_point import aca_torch, solve_four_point  # noqa: E402
@@ -113,24 +113,30 @@ class RawClient:
     """A lean HTTP/1.1 client on one keep-alive socket: the body goes out with one ``sendall``
     of a memoryview, the answer comes into one preallocated buffer (``recv_into``), so that the
     round trip measures the server, not an HTTP library's per-chunk Python work (httpx re-slices
-    and joins 64 KiB pieces)."""
+    and joins 64 KiB pieces). ``marks``: ``perf_counter`` times of the last :meth:`post`: start,
+    body sent, first byte of the answer, answer received."""
 
     def __init__(self, port: int) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.marks: list[float] = []
 
     def post(self, path: str, body: bytes, ctype: str) -> tuple[int, dict[str, str], memoryview]:
         head = (
             f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {ctype}\r\n"
             f"Content-Length: {len(body)}\r\n\r\n"
         ).encode()
+        marks = [time.perf_counter()]
         self.sock.sendall(head)
         self.sock.sendall(memoryview(body))
+        marks.append(time.perf_counter())
         raw = b""
         while b"\r\n\r\n" not in raw:
             chunk = self.sock.recv(65536)
             if not chunk:
                 raise ConnectionError("server closed the connection")
+            if not raw:
+                marks.append(time.perf_counter())
             raw += chunk
         head_b, _, rest = raw.partition(b"\r\n\r\n")
         lines = head_b.decode("latin-1").split("\r\n")
@@ -145,23 +151,11 @@ class RawClient:
             if not n:
                 raise ConnectionError("server closed the connection")
             pos += n
+        self.marks = [*marks, time.perf_counter()]
         return status, headers, view
 
     def close(self) -> None:
         self.sock.close()
-
-
-def wait_ready(port: int) -> None:
-    import httpx
-
-    for _ in range(600):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("server did not become ready")
 
 
 # a process that receives a body into a preallocated buffer and answers N preallocated bytes:
@@ -234,7 +228,7 @@ def http_rates(n: int, repeats: int) -> dict[str, tuple[float, float]]:
     proc = start_server(port)
     rates = {}
     try:
-        wait_ready(port)
+        wait_ready(f"http://127.0.0.1:{port}")
         client = RawClient(port)
         for name, (dtype, query) in HTTP_VARIANTS.items():
             buf = io.BytesIO()
@@ -270,52 +264,25 @@ def http_segments(n: int, rounds: int = 4) -> None:
     src, dst = make_inputs(n, seed=1)
     buf = io.BytesIO()
     np.savez(buf, src=src, dst=dst)
-    body = memoryview(buf.getvalue())
+    body = buf.getvalue()
     port = free_port()
     proc = start_server(port)
     best: dict[str, float] = {}
     try:
-        wait_ready(port)
-        sock = socket.create_connection(("127.0.0.1", port))
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        wait_ready(f"http://127.0.0.1:{port}")
+        client = RawClient(port)
         for _ in range(rounds):
-            t0 = time.perf_counter()
-            sock.sendall(
-                f"POST /solve/batch HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
-                f"application/x-npz\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-            )
-            sock.sendall(body)
-            t1 = time.perf_counter()
-            raw = sock.recv(65536)
-            t2 = time.perf_counter()
-            while b"\r\n\r\n" not in raw:
-                raw += sock.recv(65536)
-            head, _, rest = raw.partition(b"\r\n\r\n")
-            length = next(
-                int(line.split(b":")[1])
-                for line in head.split(b"\r\n")
-                if line.lower().startswith(b"content-length:")
-            )
-            answer = bytearray(length)
-            view = memoryview(answer)
-            view[: len(rest)] = rest
-            pos = len(rest)
-            while pos < length:
-                pos += sock.recv_into(view[pos:])
-            t3 = time.perf_counter()
+            status, _, answer = client.post("/solve/batch", body, "application/x-npz")
+            assert status == 200, bytes(answer[:200])
             np.load(io.BytesIO(answer), allow_pickle=False)["dst_H_src"]
-            t4 = time.perf_counter()
+            t1 = time.perf_counter()
             read_npz(answer)["dst_H_src"]
-            t5 = time.perf_counter()
-            for key, dt in (
-                ("send the body", t1 - t0),
-                ("first byte of the answer", t2 - t1),
-                ("receive the answer", t3 - t2),
-                ("np.load", t4 - t3),
-                ("read_npz", t5 - t4),
-            ):
+            t2 = time.perf_counter()
+            steps = np.diff([*client.marks, t1, t2])
+            names = ("send the body", "first byte of the answer", "receive the answer")
+            for key, dt in zip((*names, "np.load", "read_npz"), steps, strict=True):
                 best[key] = min(best.get(key, float("inf")), dt)
-        sock.close()
+        client.close()
     finally:
         proc.terminate()
         proc.wait(30)
