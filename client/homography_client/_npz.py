@@ -32,7 +32,10 @@ def read_npz(data: bytes | bytearray | memoryview) -> dict[str, np.ndarray]:
         ValueError: not an ``.npz``, or a member whose CRC-32 does not match its bytes.
     """
     view = memoryview(data).cast("B")
-    fast = _read_stored(view)
+    try:
+        fast = _read_stored(view)
+    except struct.error as exc:  # an offset or a size that points past the end
+        raise ValueError(f"not an .npz: {exc}") from exc
     if fast is not None:
         return fast
     try:

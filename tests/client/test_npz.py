@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
 
@@ -79,7 +80,34 @@ def test_not_an_npz_is_a_value_error(data):
         read_npz(data)
 
 
+def test_an_offset_past_the_end_is_a_value_error():
+    raw = bytearray(savez(a=np.arange(3.0)))
+    (directory,) = struct.unpack_from("<I", raw, len(raw) - 22 + 16)
+    struct.pack_into("<I", raw, directory + 42, 10**6)  # the member's local header offset
+    with pytest.raises(ValueError, match=r"not an \.npz"):
+        read_npz(raw)
+
+
 def test_object_arrays_are_not_unpickled():
     data = savez(a=np.array([{"x": 1}], dtype=object))
     with pytest.raises(ValueError, match="pickle"):
         read_npz(data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_damaged_archives_give_arrays_or_a_value_error(data):
+    """The archive cut anywhere, or a byte or a 32-bit field overwritten anywhere (often in the
+    directories at its end): the arrays (when the damage missed what is checked) or a
+    ValueError, never another exception."""
+    raw = bytearray(savez(src=np.arange(24.0).reshape(3, 4, 2), valid=np.ones(3, bool)))
+    where = st.one_of(st.integers(0, len(raw) - 4), st.integers(len(raw) - 200, len(raw) - 4))
+    how = data.draw(st.sampled_from(["cut", "byte", "word"]))
+    if how == "cut":
+        raw = raw[: data.draw(st.integers(0, len(raw)))]
+    elif how == "byte":
+        raw[data.draw(where)] = data.draw(st.integers(0, 255))
+    else:
+        struct.pack_into("<I", raw, data.draw(where), data.draw(st.integers(0, 2**32 - 1)))
+    with contextlib.suppress(ValueError):
+        read_npz(raw)
