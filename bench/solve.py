@@ -4,6 +4,7 @@
     .venv/bin/python bench/solve.py --quick    # N = 1e4, 1e5, no HTTP
     .venv/bin/python bench/solve.py --no-http  # N = 1e4, 1e5, 1e6 in-process only
     .venv/bin/python bench/solve.py --segments # where one HTTP round trip's time goes
+    .venv/bin/python bench/solve.py --memory   # where one in-process ACA call's time goes
 
 Every row is measured in the same run on the same inputs: our ACA and SKS (Numba kernels, float64
 and float32), our torch ACA (the GPU/autograd path, here on CPU), Kornia's batched
@@ -290,6 +291,38 @@ def http_segments(n: int, rounds: int = 4) -> None:
     print("  " + ", ".join(f"{k} {1e3 * v:.1f}" for k, v in best.items()))
 
 
+def memory_anatomy(n: int, repeats: int = 30) -> None:
+    """Where the time of one ACA call on ``n`` items goes (best of ``repeats``, ms): the public
+    call, the parallel kernel on preallocated outputs, and the public call with NumPy's
+    transparent-huge-page advice off (the fresh output's page faults, 4 KiB at a time)."""
+    from numpy._core import multiarray
+
+    from app.geometry import _kernels as kernels
+    from app.geometry import four_point as fp
+
+    src, dst = make_inputs(n)
+    print(f"\nOne ACA call on N={n:.0e} items (best of {repeats}, ms):")
+    for dt in (np.float64, np.float32):
+        s, d = src.astype(dt), dst.astype(dt)
+        H, reason = np.empty((n, 3, 3), dt), np.empty(n, np.uint8)
+        tol = (fp._TOL[s.dtype], fp._H33_TOL)
+        full = best_time(lambda s=s, d=d: solve_four_point(s, d), repeats)
+        kernel = best_time(
+            lambda s=s, d=d, H=H, r=reason, t=tol: kernels.aca_h33_kernel(s, d, H, r, *t), repeats
+        )
+        advice = multiarray._get_madvise_hugepage()
+        multiarray._set_madvise_hugepage(False)
+        try:
+            small_pages = best_time(lambda s=s, d=d: solve_four_point(s, d), repeats)
+        finally:
+            multiarray._set_madvise_hugepage(advice)
+        print(
+            f"  {np.dtype(dt).name}: solve_four_point {1e3 * full:.2f}, kernel on preallocated "
+            f"outputs {1e3 * kernel:.2f}, solve_four_point without huge pages "
+            f"{1e3 * small_pages:.2f}"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="N = 1e4, 1e5 only and no HTTP")
@@ -298,10 +331,16 @@ def main() -> None:
     ap.add_argument(
         "--segments", action="store_true", help="only where one HTTP round trip's time goes"
     )
+    ap.add_argument(
+        "--memory", action="store_true", help="only where one in-process ACA call's time goes"
+    )
     args = ap.parse_args()
     torch.set_num_threads(2)
     if args.segments:
         http_segments(1_000_000)
+        return
+    if args.memory:
+        memory_anatomy(1_000_000)
         return
     sizes = [10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000]
     print(
