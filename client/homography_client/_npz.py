@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import struct
-import zipfile
 
 import numpy as np
 
@@ -41,8 +40,10 @@ def read_npz(data: bytes | bytearray | memoryview) -> dict[str, np.ndarray]:
     try:
         with np.load(io.BytesIO(view), allow_pickle=False) as z:
             return {name: z[name] for name in z.files}
-    except (EOFError, OSError, zipfile.BadZipFile, AttributeError) as exc:
-        raise ValueError(f"not an .npz: {exc}") from exc
+    except ValueError:
+        raise
+    except Exception as exc:  # zipfile and np.load fail on damaged bytes in many ways
+        raise ValueError(f"not an .npz: {type(exc).__name__}: {exc}") from exc
 
 
 def _read_stored(view: memoryview) -> dict[str, np.ndarray] | None:
